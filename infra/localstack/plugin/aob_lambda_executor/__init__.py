@@ -1,0 +1,1 @@
+"""AOB Lambda executor plug-in for LocalStack."""
