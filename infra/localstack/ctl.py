@@ -101,11 +101,17 @@ def up() -> int:
         print(f"LocalStack already running at {ENDPOINT}")
         return 0
     if _healthy():
-        print(f"error: something else already answers at {ENDPOINT}; stop it or set AOB_LOCALSTACK_PORT", file=sys.stderr)
+        print(
+            f"error: something else already answers at {ENDPOINT}; stop it or set AOB_LOCALSTACK_PORT",
+            file=sys.stderr,
+        )
         return 1
     python = _venv_python("localstack")
     if not python.exists() or not _venv_python("lambda-runtime").exists():
-        print("error: LocalStack venvs missing; run 'infra/bootstrap.sh localstack runtime' (make setup)", file=sys.stderr)
+        print(
+            "error: LocalStack venvs missing; run 'infra/bootstrap.sh localstack runtime' (make setup)",
+            file=sys.stderr,
+        )
         return 1
     LS_STATE.mkdir(parents=True, exist_ok=True)
     _write_plugin_metadata()

@@ -48,3 +48,33 @@ def aws(localstack: str):
     """boto3 clients against LocalStack: aws('lambda'), aws('stepfunctions'), ..."""
     session = boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"])
     return lambda service: session.client(service, endpoint_url=localstack)
+
+
+def deploy_kwargs(root: Path) -> dict:
+    """Arguments for aob.deploy.deploy_stack: the test stack, wired to the test database."""
+    uv = subprocess.run(
+        [str(ROOT / "infra" / "bootstrap.sh"), "uv"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    session = boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"])
+    return {
+        "root": root,
+        "stack_name": "aob-test",
+        "bucket": "aob-deploy-test",
+        "parameters": {
+            "Stage": "test",
+            "DatabaseUrl": os.environ["AOB_DATABASE_URL"],
+            "RedisUrl": os.environ.get("AOB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        },
+        "s3": session.client("s3", endpoint_url=ENDPOINT),
+        "cfn": session.client("cloudformation", endpoint_url=ENDPOINT),
+        "cache_dir": Path(os.environ.get("AOB_CACHE_DIR", Path.home() / ".cache" / "aob")),
+        "uv": uv,
+    }
+
+
+@pytest.fixture(scope="session")
+def deployed_stack(localstack: str, migrated_database: str) -> dict[str, str]:
+    """The stack from template.yaml, deployed (or updated) once per session; its outputs."""
+    from aob.deploy import deploy_stack
+
+    return deploy_stack(**deploy_kwargs(ROOT)).outputs

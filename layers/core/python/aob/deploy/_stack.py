@@ -1,0 +1,155 @@
+"""Create or update the CloudFormation stack from template.yaml with a change set.
+
+Same flow as `sam package` + `sam deploy`, done with boto3 so it needs neither Docker nor the SAM
+CLI and so artifacts are content-addressed (see _artifacts): an unchanged stack yields an empty
+change set and nothing is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from aob.deploy._artifacts import (
+    Artifact,
+    build_function_zip,
+    build_layer_zip,
+    read_definition,
+)
+from aob.deploy._template import load_template, local_artifacts, package_template
+from aob.errors import AobError
+
+log = logging.getLogger(__name__)
+
+_CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
+_NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+
+
+class DeployFailed(AobError):
+    """The stack did not reach a complete state; the message carries CloudFormation's reasons."""
+
+
+@dataclass
+class DeployResult:
+    stack_name: str
+    changed: bool
+    outputs: dict[str, str]
+    uploaded: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _build(resource_type: str, path: Path, cache_dir: Path, uv: str) -> Artifact:
+    if resource_type == "AWS::Serverless::LayerVersion":
+        # ContentUri points at the layer folder's build input: layers/<name>
+        return build_layer_zip(path, cache_dir, uv)
+    if resource_type == "AWS::Serverless::StateMachine":
+        return read_definition(path)
+    return build_function_zip(path)
+
+
+def _ensure_bucket(s3: Any, bucket: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError:
+        s3.create_bucket(Bucket=bucket)
+
+
+def _upload(s3: Any, bucket: str, artifact: Artifact) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=artifact.key)
+        return False
+    except ClientError:
+        s3.put_object(Bucket=bucket, Key=artifact.key, Body=artifact.data)
+        return True
+
+
+def _stack_exists(cfn: Any, name: str) -> bool:
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except ClientError:
+        return False
+    return bool(stacks) and stacks[0]["StackStatus"] != "REVIEW_IN_PROGRESS"
+
+
+def _wait_change_set(cfn: Any, stack: str, change_set: str) -> dict[str, Any]:
+    while True:
+        described = cfn.describe_change_set(StackName=stack, ChangeSetName=change_set)
+        if described["Status"] in ("CREATE_COMPLETE", "FAILED"):
+            return described
+        time.sleep(0.5)
+
+
+def _failure_reasons(cfn: Any, stack: str) -> str:
+    events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
+    reasons = [
+        f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
+        for e in events
+        if e["ResourceStatus"].endswith("FAILED")
+    ]
+    return "; ".join(reasons[:5]) or "no reason given"
+
+
+def _wait_stack(cfn: Any, stack: str) -> dict[str, Any]:
+    while True:
+        described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+        status = described["StackStatus"]
+        if status.endswith("_COMPLETE") or status.endswith("_FAILED"):
+            if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+                raise DeployFailed(f"stack {stack} ended {status}: {_failure_reasons(cfn, stack)}")
+            return described
+        time.sleep(0.5)
+
+
+def _outputs(stack: dict[str, Any]) -> dict[str, str]:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def deploy_stack(
+    *,
+    root: Path,
+    stack_name: str,
+    bucket: str,
+    parameters: dict[str, str],
+    s3: Any,
+    cfn: Any,
+    cache_dir: Path,
+    uv: str,
+) -> DeployResult:
+    """Build and upload what changed, then create or update the stack; a no-op when unchanged."""
+    started = time.monotonic()
+    template = load_template(root / "template.yaml")
+    _ensure_bucket(s3, bucket)
+    artifacts = {
+        logical_id: _build(resource_type, root / path, cache_dir, uv)
+        for logical_id, (resource_type, path) in local_artifacts(template).items()
+    }
+    uploaded = [a.key for a in artifacts.values() if _upload(s3, bucket, a)]
+    packaged = package_template(template, artifacts, bucket)
+    body = json.dumps(packaged, indent=1)
+    exists = _stack_exists(cfn, stack_name)
+    change_set = f"aob-{int(time.time() * 1000)}"
+    cfn.create_change_set(
+        StackName=stack_name,
+        ChangeSetName=change_set,
+        ChangeSetType="UPDATE" if exists else "CREATE",
+        TemplateBody=body,
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
+        Capabilities=_CAPABILITIES,
+    )
+    described = _wait_change_set(cfn, stack_name, change_set)
+    if described["Status"] == "FAILED":
+        reason = described.get("StatusReason", "")
+        cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
+        if exists and any(marker in reason for marker in _NO_CHANGES):
+            stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+            return DeployResult(stack_name, False, _outputs(stack), uploaded, time.monotonic() - started)
+        raise DeployFailed(f"change set for {stack_name} failed: {reason}")
+    cfn.execute_change_set(StackName=stack_name, ChangeSetName=change_set)
+    stack = _wait_stack(cfn, stack_name)
+    return DeployResult(stack_name, True, _outputs(stack), uploaded, time.monotonic() - started)
