@@ -22,8 +22,8 @@ _FIXED_DATE = (2020, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
 _SKIP_FILES = {".complete"}
-# The Lambda python3.13 runtime on x86_64: what layer wheels must be built for.
-_LAMBDA_PLATFORM = "x86_64-manylinux2014"
+# The Lambda python3.13 runtime (Amazon Linux 2023, glibc 2.34) on x86_64: the layer wheels target.
+_LAMBDA_PLATFORM = "x86_64-manylinux_2_34"
 _LAMBDA_PYTHON = "3.13"
 
 
