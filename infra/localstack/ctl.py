@@ -115,6 +115,9 @@ def up() -> int:
         return 1
     LS_STATE.mkdir(parents=True, exist_ok=True)
     _write_plugin_metadata()
+    # Lambda code/environment folders of a previous run (LocalStack may stop before cleaning
+    # them all up); the aob-subprocess executor recreates what it needs.
+    shutil.rmtree(LS_STATE / "lambda", ignore_errors=True)
     started = time.monotonic()
     with LOG_FILE.open("ab") as log:
         proc = subprocess.Popen(

@@ -41,8 +41,9 @@ def describe(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def use_layer(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    import aob_probe_layer
-    from aob_probe_layer import only_in_first
+    # Provided by the layers the test attaches, not by this package.
+    import aob_probe_layer  # type: ignore[import-not-found]
+    from aob_probe_layer import only_in_first  # type: ignore[import-not-found]
 
     return {
         "value": aob_probe_layer.VALUE,
@@ -71,4 +72,10 @@ def shout(event: dict[str, Any], context: Any) -> dict[str, Any]:
     print(f"printed {event['token']}")
     logging.getLogger(__name__).warning("logged %s", event["token"])
     os.system(f"echo child process {event['token']}")  # fd-level output, not sys.stdout
+    return {"pid": os.getpid()}
+
+
+def exit_process(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    if "status" in event:
+        sys.exit(event["status"])
     return {"pid": os.getpid()}

@@ -143,12 +143,15 @@ def deploy_stack(
         Capabilities=_CAPABILITIES,
     )
     described = _wait_change_set(cfn, stack_name, change_set)
-    if described["Status"] == "FAILED":
-        reason = described.get("StatusReason", "")
+    reason = described.get("StatusReason") or ""
+    # AWS fails an empty change set with a "no changes" reason; LocalStack completes it empty.
+    empty = described["Status"] == "CREATE_COMPLETE" and not described.get("Changes")
+    if exists and (empty or any(marker in reason for marker in _NO_CHANGES)):
         cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
-        if exists and any(marker in reason for marker in _NO_CHANGES):
-            stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-            return DeployResult(stack_name, False, _outputs(stack), uploaded, time.monotonic() - started)
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        return DeployResult(stack_name, False, _outputs(stack), uploaded, time.monotonic() - started)
+    if described["Status"] == "FAILED":
+        cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
         raise DeployFailed(f"change set for {stack_name} failed: {reason}")
     cfn.execute_change_set(StackName=stack_name, ChangeSetName=change_set)
     stack = _wait_stack(cfn, stack_name)
