@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import time
 import traceback
 import uuid
@@ -23,7 +24,8 @@ from typing import Any
 from unittest import mock
 
 import boto3
-from aob.deploy import load_template
+from aob.deploy import PolicySigner, load_template
+from aob.deploy._stack import build_artifact
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 
@@ -48,16 +50,48 @@ def _lambda_context(function: LambdaFunction) -> SimpleNamespace:
 class InProcessStack:
     """The template deployed into moto; handlers run in this process."""
 
-    def __init__(self, template_path: Path = ROOT / "template.yaml") -> None:
+    def __init__(
+        self, work_dir: Path, signer: PolicySigner, template_path: Path = ROOT / "template.yaml"
+    ) -> None:
         self.template = load_template(template_path)
         self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
+        self.work_dir = work_dir
+        self.signer = signer
+        self._environments: dict[str, dict[str, str]] = {}
         self.function_arns: dict[str, str] = {}
         self.state_machine_arns: dict[str, str] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
         self.invocations: list[tuple[str, Any]] = []
 
+    def _task_root(self, logical_id: str, resource: dict[str, Any]) -> Path:
+        """The function's package as deploy builds it (signed bundle included), unpacked."""
+        path = resource["Properties"]["CodeUri"]
+        artifact = build_artifact(resource, ROOT / path, ROOT, self.signer, self.work_dir, "uv-unused")
+        task_root = self.work_dir / logical_id
+        with zipfile.ZipFile(io.BytesIO(artifact.data)) as archive:
+            archive.extractall(task_root)
+        return task_root
+
+    def _environment(self, resource: dict[str, Any], task_root: Path) -> dict[str, str]:
+        """Template environment values this harness can resolve (others come from the process)."""
+        variables = {
+            **self.template.get("Globals", {})
+            .get("Function", {})
+            .get("Environment", {})
+            .get("Variables", {}),
+            **resource["Properties"].get("Environment", {}).get("Variables", {}),
+        }
+        known = {"PolicyTrustedKeys": self.signer.trusted_keys_json()}
+        resolved = {"LAMBDA_TASK_ROOT": str(task_root)}
+        for name, value in variables.items():
+            if isinstance(value, str):
+                resolved[name] = value
+            elif isinstance(value, dict) and value.get("Ref") in known:
+                resolved[name] = known[value["Ref"]]
+        return resolved
+
     def _load_handler(self, code_dir: Path) -> Callable[..., Any]:
-        module_name = f"aob_function_{code_dir.name}"
+        module_name = f"aob_function_{code_dir.parent.name}_{code_dir.name}"
         spec = importlib.util.spec_from_file_location(module_name, code_dir / "app.py")
         assert spec and spec.loader
         module: ModuleType = importlib.util.module_from_spec(spec)
@@ -69,7 +103,10 @@ class InProcessStack:
         self.invocations.append((function.function_name, event))
         logs = io.StringIO()
         try:
-            with redirect_stdout(logs):
+            with (
+                redirect_stdout(logs),
+                mock.patch.dict(os.environ, self._environments[function.function_name]),
+            ):
                 result = handler(event if event is not None else {}, _lambda_context(function))
             return json.dumps(result), False, logs.getvalue()
         except Exception as exc:  # shaped as the Lambda runtime reports an unhandled error
@@ -113,7 +150,9 @@ class InProcessStack:
                 MemorySize=int(properties.get("MemorySize", 256)),
             )["FunctionArn"]
             self.function_arns[logical_id] = arn
-            self._handlers[name] = self._load_handler(ROOT / properties["CodeUri"])
+            task_root = self._task_root(logical_id, resource)
+            self._environments[name] = self._environment(resource, task_root)
+            self._handlers[name] = self._load_handler(task_root)
         for logical_id, resource in self.resources.items():
             if resource["Type"] != "AWS::Serverless::StateMachine":
                 continue
@@ -152,8 +191,8 @@ class InProcessStack:
 
     @classmethod
     @contextmanager
-    def started(cls) -> Iterator[InProcessStack]:
-        stack = cls()
+    def started(cls, work_dir: Path, signer: PolicySigner) -> Iterator[InProcessStack]:
+        stack = cls(work_dir, signer)
         config = {"stepfunctions": {"execute_state_machine": True}}
         run_in_process = lambda function, event=None: stack._invoke(function, event)  # noqa: E731
         with mock_aws(config=config), mock.patch.object(LambdaFunction, "_invoke_lambda", run_in_process):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aob.deploy import PolicySigner
 
 ROOT = Path(__file__).resolve().parents[2]
 CTL = ROOT / "infra" / "localstack" / "ctl.py"
@@ -69,6 +70,7 @@ def deploy_kwargs(root: Path) -> dict:
         "cfn": session.client("cloudformation", endpoint_url=ENDPOINT),
         "cache_dir": Path(os.environ.get("AOB_CACHE_DIR", Path.home() / ".cache" / "aob")),
         "uv": uv,
+        "policy_signer": PolicySigner.local_dev(ROOT / ".state"),
     }
 
 

@@ -85,7 +85,7 @@ def test_unchanged_redeploy_is_a_no_op(deployed_stack: dict[str, str]) -> None:
 def test_changed_function_is_updated(aws, deployed_stack: dict[str, str], tmp_path: Path) -> None:
     copy = tmp_path / "checkout"
     copy.mkdir()
-    for part in ("template.yaml", "functions", "statemachines", "layers"):
+    for part in ("template.yaml", "functions", "statemachines", "layers", "policies"):
         source = ROOT / part
         (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / part)
     ping = copy / "functions" / "ping" / "app.py"

@@ -15,7 +15,9 @@ as it would on AWS. The protocol is the one LocalStack's Go init speaks:
   the result or .../error with {"errorMessage", "errorType", "requestId", "stackTrace"}.
 
 Invocations run one at a time, on the main thread, as on AWS. Timeouts are enforced by the
-executor, which kills this process; memory by a data-segment limit plus a peak-RSS check.
+executor, which kills this process; memory by a peak-RSS check after each invocation (no rlimit:
+allocators such as rego-cpp's snmalloc reserve address space up front and fail under RLIMIT_DATA,
+while AWS limits resident memory only).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import logging
 import math
 import os
 import queue
-import resource
 import signal
 import socketserver
 import sys
@@ -43,9 +44,6 @@ from typing import Any
 
 _STARTED = time.monotonic()
 _MB = 1024 * 1024
-# The data-segment limit sits this far above MemorySize: thread stacks and allocator slack count
-# there but not in resident memory. The check that matches AWS is the peak-RSS one.
-_DATA_HEADROOM_MB = 256
 _DEFAULT_MAX_RESPONSE_BYTES = 6 * _MB + 100
 _HERE = os.path.abspath(__file__)
 
@@ -405,11 +403,6 @@ def _daemon(target: Callable[[], None], name: str) -> None:
     threading.Thread(target=target, name=f"aob-runtime-{name}", daemon=True).start()
 
 
-def _limit_memory(memory_mb: int) -> None:
-    limit = (memory_mb + _DATA_HEADROOM_MB) * _MB
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-
-
 def _set_sys_path(task_root: str, opt_dir: str) -> None:
     """Search order of AWS's python runtime: task root, layers, runtime site-packages, stdlib."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -426,7 +419,6 @@ def main(argv: list[str]) -> int:
     _watch_lifeline(lifeline_fd)
     output = Output()
     localstack = LocalStack(os.environ["LOCALSTACK_RUNTIME_ENDPOINT"], os.environ["LOCALSTACK_RUNTIME_ID"])
-    _limit_memory(int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")))
     _set_sys_path(os.environ["LAMBDA_TASK_ROOT"], opt_dir)
     _install_logging()
     try:

@@ -16,6 +16,7 @@ import boto3
 
 from aob.config import get_settings
 from aob.errors import AobError
+from aob.policy.cli import register as register_policy
 
 
 def project_root() -> Path:
@@ -38,7 +39,7 @@ def _localstack(action: str) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from aob.deploy import deploy_stack
+    from aob.deploy import PolicySigner, deploy_stack
 
     root = project_root()
     settings = get_settings()
@@ -60,6 +61,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         cfn=_client("cloudformation"),
         cache_dir=Path(os.environ.get("AOB_CACHE_DIR", Path.home() / ".cache" / "aob")),
         uv=uv,
+        policy_signer=(
+            PolicySigner.from_pem_file(Path(args.policy_key), args.policy_key_id)
+            if args.policy_key
+            else PolicySigner.local_dev(root / ".state")
+        ),
     )
     state = "updated" if result.changed else "unchanged (no-op)"
     print(
@@ -140,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--bucket", help="artifact bucket (default aob-deploy-<account>-<region>)")
     deploy.add_argument("--database-url", help="default: AOB_DATABASE_URL")
     deploy.add_argument("--redis-url", help="default: AOB_REDIS_URL")
+    deploy.add_argument("--policy-key", help="PEM Ed25519 key signing the policy bundle (default: a dev key)")
+    deploy.add_argument("--policy-key-id", help="its key id (default: derived from the key)")
     deploy.set_defaults(func=cmd_deploy)
 
     selfcheck = sub.add_parser("selfcheck", help="run the self-check flow on the deployed stack")
@@ -155,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     preflight = sub.add_parser("preflight", help="check that Postgres, Redis and LocalStack answer")
     preflight.add_argument("--require", default="postgres,redis,localstack")
     preflight.set_defaults(func=cmd_preflight)
+
+    register_policy(sub)
     return parser
 
 

@@ -54,26 +54,29 @@ def _files_under(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def deterministic_zip(trees: list[tuple[Path, str]]) -> bytes:
-    """Zip each (folder, prefix-in-zip) pair; later trees win on name clashes."""
-    entries: dict[str, Path] = {}
+def deterministic_zip(trees: list[tuple[Path, str]], extra: dict[str, bytes] | None = None) -> bytes:
+    """Zip each (folder, prefix-in-zip) pair plus `extra` {name: content}; later ones win on clashes."""
+    entries: dict[str, Path | bytes] = {}
     for root, prefix in trees:
         for path in _files_under(root):
             entries[f"{prefix}{path.relative_to(root).as_posix()}"] = path
+    entries.update(extra or {})
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, _FIXED_DATE)
             info.external_attr = 0o100644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, entries[name].read_bytes())
+            content = entries[name]
+            archive.writestr(info, content if isinstance(content, bytes) else content.read_bytes())
     return buffer.getvalue()
 
 
-def build_function_zip(function_dir: Path) -> Artifact:
+def build_function_zip(function_dir: Path, extra: dict[str, bytes] | None = None) -> Artifact:
+    """The function folder zipped as the task root, plus generated files (e.g. a signed bundle)."""
     if not (function_dir / "app.py").is_file():
         raise ConfigurationError(f"{function_dir}: a function folder needs an app.py with lambda_handler")
-    return Artifact(function_dir.name, deterministic_zip([(function_dir, "")]))
+    return Artifact(function_dir.name, deterministic_zip([(function_dir, "")], extra))
 
 
 def _layer_dependencies(requirements: Path, cache_dir: Path, uv: str) -> Path:

@@ -22,8 +22,12 @@ from aob.deploy._artifacts import (
     build_layer_zip,
     read_definition,
 )
+from aob.deploy._signer import PolicySigner
 from aob.deploy._template import load_template, local_artifacts, package_template
 from aob.errors import AobError
+from aob.policy import policy_files, sign_bundle
+
+POLICY_BUNDLE_NAME = "policy_bundle.tar.gz"  # AOB_POLICY_BUNDLE of the policy_check function
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,22 @@ class DeployResult:
     seconds: float = 0.0
 
 
-def _build(resource_type: str, path: Path, cache_dir: Path, uv: str) -> Artifact:
-    if resource_type == "AWS::Serverless::LayerVersion":
+def build_artifact(
+    resource: dict[str, Any], path: Path, root: Path, signer: PolicySigner | None, cache_dir: Path, uv: str
+) -> Artifact:
+    kind = resource["Type"]
+    if kind == "AWS::Serverless::LayerVersion":
         # ContentUri points at the layer folder's build input: layers/<name>
         return build_layer_zip(path, cache_dir, uv)
-    if resource_type == "AWS::Serverless::StateMachine":
+    if kind == "AWS::Serverless::StateMachine":
         return read_definition(path)
-    return build_function_zip(path)
+    policies = resource.get("Metadata", {}).get("AobPolicyBundle")
+    if not policies:
+        return build_function_zip(path)
+    if signer is None:
+        raise DeployFailed(f"{path.name} ships a signed policy bundle: give deploy a policy signing key")
+    bundle = sign_bundle(policy_files(root / policies), signer.private_key, signer.key_id)
+    return build_function_zip(path, {POLICY_BUNDLE_NAME: bundle})
 
 
 def _ensure_bucket(s3: Any, bucket: str) -> None:
@@ -120,16 +133,19 @@ def deploy_stack(
     cfn: Any,
     cache_dir: Path,
     uv: str,
+    policy_signer: PolicySigner | None = None,
 ) -> DeployResult:
     """Build and upload what changed, then create or update the stack; a no-op when unchanged."""
     started = time.monotonic()
     template = load_template(root / "template.yaml")
     _ensure_bucket(s3, bucket)
     artifacts = {
-        logical_id: _build(resource_type, root / path, cache_dir, uv)
-        for logical_id, (resource_type, path) in local_artifacts(template).items()
+        logical_id: build_artifact(resource, root / path, root, policy_signer, cache_dir, uv)
+        for logical_id, (resource, path) in local_artifacts(template).items()
     }
     uploaded = [a.key for a in artifacts.values() if _upload(s3, bucket, a)]
+    if policy_signer is not None:
+        parameters = {**parameters, "PolicyTrustedKeys": policy_signer.trusted_keys_json()}
     packaged = package_template(template, artifacts, bucket)
     body = json.dumps(packaged, indent=1)
     exists = _stack_exists(cfn, stack_name)

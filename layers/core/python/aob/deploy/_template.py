@@ -43,14 +43,14 @@ def load_template(path: Path) -> dict[str, Any]:
         return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
-def local_artifacts(template: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """Logical id -> (resource type, local path) for every resource built from a local path."""
+def local_artifacts(template: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:
+    """Logical id -> (resource, local path) for every resource built from a local path."""
     found = {}
     for logical_id, resource in template.get("Resources", {}).items():
         prop = _LOCAL_URIS.get(resource.get("Type", ""))
         value = resource.get("Properties", {}).get(prop) if prop else None
         if isinstance(value, str) and not value.startswith("s3://"):
-            found[logical_id] = (resource["Type"], value)
+            found[logical_id] = (resource, value)
     return found
 
 

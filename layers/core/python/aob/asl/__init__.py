@@ -1,0 +1,11 @@
+"""ASL building blocks: the states of a governed step, shared by hand-written flows and the compiler."""
+
+from aob.asl._governed import (
+    GovernanceArns,
+    acquire_lease,
+    governed_call,
+    lambda_task,
+    release_lease,
+)
+
+__all__ = ["GovernanceArns", "acquire_lease", "governed_call", "lambda_task", "release_lease"]

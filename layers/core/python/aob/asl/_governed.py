@@ -1,0 +1,156 @@
+"""The explicit governed step as Amazon States Language states.
+
+    <Step>CheckPolicy -> <Step>IsAllowed? -no-> <Step>Denied -> on_denied
+                                         -yes-> <Step>ReserveTokens -> <Step> (the call)
+                                                -> <Step>SettleTokens -> next
+
+Lease acquisition and release wrap a whole run (one lease per session) and are separate states.
+Every state keeps its input (`ResultPath`) and puts governance results under `$.governance`, so
+later states and the run's output can show the decision, the reservation and the lease.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+State = dict[str, Any]
+
+# Lambda's own transient failures: retried by the state machine, never by the function.
+LAMBDA_TRANSIENT = ["Lambda.ServiceException", "Lambda.TooManyRequestsException", "Lambda.SdkClientException"]
+_RETRY_TRANSIENT = {
+    "ErrorEquals": LAMBDA_TRANSIENT,
+    "IntervalSeconds": 1,
+    "MaxAttempts": 3,
+    "BackoffRate": 2.0,
+}
+
+
+@dataclass(frozen=True)
+class GovernanceArns:
+    """Function ARNs (or `${...}` substitution names) of the governance functions."""
+
+    session_lease: str = "${SessionLeaseFunctionArn}"
+    policy_check: str = "${PolicyCheckFunctionArn}"
+    metering: str = "${MeteringFunctionArn}"
+
+
+def lambda_task(function_arn: str, payload: dict[str, Any], result_path: str, **extra: Any) -> State:
+    """A `lambda:invoke` task whose result (the function's return value) lands at result_path."""
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_arn, "Payload": payload},
+        "ResultSelector": {"value.$": "$.Payload"},
+        "ResultPath": result_path,
+        "Retry": [_RETRY_TRANSIENT],
+        **extra,
+    }
+
+
+def acquire_lease(arns: GovernanceArns, *, next_state: str, ttl_s: int = 300) -> State:
+    return lambda_task(
+        arns.session_lease,
+        {
+            "action": "acquire",
+            "tenant_id.$": "$.tenant_id",
+            "session_id.$": "$.session_id",
+            "holder.$": "$$.Execution.Id",
+            "ttl_s": ttl_s,
+        },
+        "$.governance.lease",
+        Next=next_state,
+    )
+
+
+def release_lease(arns: GovernanceArns, **transition: Any) -> State:
+    return lambda_task(
+        arns.session_lease,
+        {
+            "action": "release",
+            "tenant_id.$": "$.tenant_id",
+            "session_id.$": "$.session_id",
+            "holder.$": "$$.Execution.Id",
+            "fencing_token.$": "$.governance.lease.value.fencing_token",
+        },
+        "$.governance.released",
+        **transition,
+    )
+
+
+def governed_call(
+    step: str,
+    call: State,
+    arns: GovernanceArns,
+    *,
+    capability: str,
+    action_path: str,
+    estimate_path: str,
+    usage_path: str,
+    next_state: str,
+    on_denied: str,
+    on_quota_exceeded: str,
+) -> dict[str, State]:
+    """The states of one governed call named `step`; `call` is its Task state (Next is set here).
+
+    usage_path points at `{"input_tokens", "output_tokens"}` in the state after the call.
+    A deny is a branch (`<step>Denied`, reasons in `$.denied`); QuotaExceeded is caught into
+    `$.error` and routed to on_quota_exceeded.
+    """
+    decision = f"$.governance.{step}.policy.value"
+    reservation = f"$.governance.{step}.reservation.value"
+    return {
+        f"{step}CheckPolicy": lambda_task(
+            arns.policy_check,
+            {
+                "tenant_id.$": "$.tenant_id",
+                "principal.$": "$.principal",
+                "action.$": action_path,
+            },
+            f"$.governance.{step}.policy",
+            Next=f"{step}IsAllowed",
+        ),
+        f"{step}IsAllowed": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": f"{decision}.allow", "BooleanEquals": True, "Next": f"{step}ReserveTokens"}
+            ],
+            "Default": f"{step}Denied",
+        },
+        f"{step}Denied": {
+            "Type": "Pass",
+            "Parameters": {
+                "step": step,
+                "reasons.$": f"{decision}.reasons",
+                "decision_id.$": f"{decision}.decision_id",
+                "bundle_digest.$": f"{decision}.bundle_digest",
+            },
+            "ResultPath": "$.denied",
+            "Next": on_denied,
+        },
+        f"{step}ReserveTokens": lambda_task(
+            arns.metering,
+            {
+                "action": "reserve",
+                "tenant_id.$": "$.tenant_id",
+                "capability": capability,
+                "estimate_tokens.$": estimate_path,
+            },
+            f"$.governance.{step}.reservation",
+            Catch=[{"ErrorEquals": ["QuotaExceeded"], "ResultPath": "$.error", "Next": on_quota_exceeded}],
+            Next=step,
+        ),
+        step: {**call, "Next": f"{step}SettleTokens"},
+        f"{step}SettleTokens": lambda_task(
+            arns.metering,
+            {
+                "action": "settle",
+                "tenant_id.$": "$.tenant_id",
+                "reservation_id.$": f"{reservation}.reservation_id",
+                "input_tokens.$": f"{usage_path}.input_tokens",
+                "output_tokens.$": f"{usage_path}.output_tokens",
+            },
+            f"$.governance.{step}.settlement",
+            Next=next_state,
+        ),
+    }
