@@ -5,7 +5,7 @@
 #   infra/bootstrap.sh dev         .venv: the project (editable) + test/dev tools
 #   infra/bootstrap.sh localstack  LocalStack host-mode venv (cached, keyed by its pins)
 #   infra/bootstrap.sh runtime     Lambda runtime venv: stdlib + boto3 only, as on AWS (cached)
-#   infra/bootstrap.sh vllm        vLLM CPU server venv on Python 3.11 (cached; not part of `all`)
+#   infra/bootstrap.sh vllm        vLLM CPU server venv on Python 3.11 (cached)
 #   infra/bootstrap.sh all         all of the above
 #
 # Heavy venvs live in $AOB_CACHE_DIR (default ~/.cache/aob) under a name that carries the hash
@@ -140,6 +140,6 @@ case "${1:-}" in
   localstack) cmd_localstack ;;
   runtime) cmd_runtime ;;
   vllm) cmd_vllm ;;
-  all) cmd_dev >/dev/null; cmd_localstack >/dev/null; cmd_runtime >/dev/null ;;
+  all) cmd_dev >/dev/null; cmd_localstack >/dev/null; cmd_runtime >/dev/null; cmd_vllm >/dev/null ;;
   *) die "usage: $0 python|uv|dev|localstack|runtime|all" ;;
 esac

@@ -30,6 +30,8 @@ from aob.db.migrate import migrate
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+pytest_plugins = ["tests.vllm_server"]
+
 MAINTENANCE_DB = "postgres"
 
 
