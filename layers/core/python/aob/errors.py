@@ -81,3 +81,102 @@ class BundleRejected(AobError):
 
 class PolicyEvaluationFailed(AobError):
     """The policy engine reached no decision (a broken policy, not a deny): the action is not allowed."""
+
+
+class PolicyDenied(AobError):
+    """The policy gate refused the action; `decision_id` names the recorded decision, `reasons` why."""
+
+    def __init__(self, message: str, *, decision_id: str, reasons: list[str]) -> None:
+        super().__init__(message)
+        self.decision_id = decision_id
+        self.reasons = reasons
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild_policy_denied, (str(self), self.decision_id, self.reasons)
+
+
+def _rebuild_policy_denied(message: str, decision_id: str, reasons: list[str]) -> PolicyDenied:
+    return PolicyDenied(message, decision_id=decision_id, reasons=reasons)
+
+
+class UnknownModelTier(InvalidInput):
+    """The request names a model tier the gateway has no route for; the message lists the tiers."""
+
+
+class PromptTooLarge(InvalidInput):
+    """The prompt (messages and tools) is longer than the tier allows; shorten it or pick another tier."""
+
+
+class ModelRequestRejected(InvalidInput):
+    """A model provider refused the request as malformed (HTTP 4xx other than 429): fix it, don't retry.
+
+    No other provider is tried: they would refuse it too.
+    """
+
+
+class ModelUnavailable(ServiceUnavailable):
+    """No provider of the tier answered (down, timed out, 5xx/429, breaker open): retry later.
+
+    The state machine's Retry on `ModelUnavailable` is the intended handling.
+    """
+
+
+class UnknownTool(InvalidInput):
+    """The call names a tool the gateway does not have; the message lists the known tools."""
+
+
+class InvalidToolArguments(InvalidInput):
+    """A tool call's arguments do not match the tool's schema; the message names each bad field."""
+
+
+class ToolNotAllowed(AobError):
+    """The call would reach a host outside the tool's allow-list: refused before any request."""
+
+
+class ApprovalRequired(AobError):
+    """The policy allows the action only with a human approval (obligation `require_approval`)."""
+
+    def __init__(self, message: str, *, decision_id: str, approver_roles: list[str], reason: str) -> None:
+        super().__init__(message)
+        self.decision_id = decision_id
+        self.approver_roles = approver_roles
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild_approval_required, (str(self), self.decision_id, self.approver_roles, self.reason)
+
+
+def _rebuild_approval_required(
+    message: str, decision_id: str, approver_roles: list[str], reason: str
+) -> ApprovalRequired:
+    return ApprovalRequired(message, decision_id=decision_id, approver_roles=approver_roles, reason=reason)
+
+
+class ToolFailed(AobError):
+    """The tool ran and reported a failure; `error_type` says which (a Lambda errorType, `HTTP 404`, ...)."""
+
+    def __init__(self, message: str, *, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _rebuild_tool_failed, (type(self), str(self), self.error_type)
+
+
+def _rebuild_tool_failed(cls: type[ToolFailed], message: str, error_type: str) -> ToolFailed:
+    return cls(message, error_type=error_type)
+
+
+class ToolResponseTooLarge(ToolFailed):
+    """The tool's response passed its size cap: reading stopped there and nothing was returned."""
+
+    def __init__(self, message: str, *, error_type: str = "ToolResponseTooLarge") -> None:
+        super().__init__(message, error_type=error_type)
+
+
+class ToolUnavailable(ServiceUnavailable):
+    """The tool did not answer (timeout, connection refused, HTTP 5xx/429, throttled): retrying may help."""
+
+
+class ToolCallInProgress(AobError):
+    """The same tool call (same idempotency key) is running elsewhere: retry after it finishes."""

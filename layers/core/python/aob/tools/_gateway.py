@@ -1,0 +1,174 @@
+"""ToolGateway: one governed tool call, in-process (fused mode) or behind functions/tool_gateway.
+
+1. Validate: the tool exists (UnknownTool), the arguments fit its model (InvalidToolArguments)
+   and, for HTTP tools, reach an allow-listed host (ToolNotAllowed). Nothing else has happened.
+2. Policy gate: PolicyService.check records a decision; a deny raises PolicyDenied, an obligation
+   `require_approval` raises ApprovalRequired, one the gateway does not know stops the call
+   (PolicyEvaluationFailed). Arguments named by `redact` are scrubbed before the tool sees them:
+   the egress policy asks for redaction where the destination may not receive that data.
+3. Metering: reserve one request (0 tokens) of capability `tool_gateway` under the idempotency
+   key, so every attempt of a call counts once; settle after the tool ran or failed.
+4. Run the tool at most once per idempotency key (see aob.tools._idempotency).
+5. Redact the result at the `redact` paths under `$.result`, then cut it to `max_result_bytes`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from pydantic import JsonValue, ValidationError
+
+from aob.errors import AobError, ApprovalRequired, InvalidToolArguments, PolicyDenied, PolicyEvaluationFailed
+from aob.metering import Reservation, ReserveRequest, Settlement, SettleRequest
+from aob.policy import PolicyDecision, PolicyInput
+from aob.tools._idempotency import IdempotentCalls, idempotency_key
+from aob.tools._models import ToolCall, ToolResult
+from aob.tools._output import Redaction, truncate
+from aob.tools._registry import ToolRegistry
+from aob.tools._tool import problems
+
+logger = logging.getLogger(__name__)
+
+CAPABILITY = "tool_gateway"
+DEFAULT_MAX_RESULT_BYTES = 64 * 1024
+KNOWN_OBLIGATIONS = frozenset({"redact", "require_approval"})
+
+
+class PolicyGate(Protocol):
+    def check(self, request: PolicyInput) -> PolicyDecision: ...
+
+
+class Meter(Protocol):
+    def reserve(self, request: ReserveRequest) -> Reservation: ...
+
+    def settle(self, request: SettleRequest) -> Settlement: ...
+
+
+def _ids(call: ToolCall) -> dict[str, Any]:
+    return {
+        "tenant_id": call.tenant_id,
+        "run_id": str(call.run_id),
+        "step_id": str(call.step_id),
+        "tool": call.tool,
+    }
+
+
+def _policy_input(call: ToolCall, args: dict[str, JsonValue]) -> PolicyInput:
+    action = {"kind": "tool", "tool": call.tool, "args": args, "data_classes": call.data_classes}
+    try:
+        return PolicyInput.model_validate(
+            {
+                "tenant_id": call.tenant_id,
+                "principal": call.principal,
+                "action": action,
+                "run_id": call.run_id,
+                "step_id": call.step_id,
+            }
+        )
+    except ValidationError as exc:  # values the policy engine cannot take safely (NUL, huge integers)
+        raise InvalidToolArguments(f"invalid arguments for tool {call.tool}: {problems(exc)}") from exc
+
+
+def enforce(call: ToolCall, decision: PolicyDecision) -> Redaction:
+    """The redaction to apply if the decision lets the call run; otherwise the error that stops it."""
+    decision_id = str(decision.decision_id)
+    if not decision.allow:
+        raise PolicyDenied(
+            f"policy denied tool {call.tool} for tenant {call.tenant_id}: {'; '.join(decision.reasons)}",
+            decision_id=decision_id,
+            reasons=list(decision.reasons),
+        )
+    unknown = sorted(set(decision.obligations) - KNOWN_OBLIGATIONS)
+    if unknown:
+        raise PolicyEvaluationFailed(f"the tool gateway cannot honour obligations {unknown}: call refused")
+    approval = decision.obligations.get("require_approval")
+    if approval is not None:
+        details = approval if isinstance(approval, dict) else {}
+        roles = details.get("approver_roles")
+        approver_roles = [str(role) for role in roles] if isinstance(roles, list) else []
+        reason = str(details.get("reason") or f"{call.tool} needs approval")
+        raise ApprovalRequired(
+            f"{reason}; ask one of: {', '.join(approver_roles) or 'an approver'}",
+            decision_id=decision_id,
+            approver_roles=approver_roles,
+            reason=reason,
+        )
+    return Redaction.from_obligation(decision.obligations.get("redact", []))
+
+
+class ToolGateway:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        policy: PolicyGate,
+        metering: Meter,
+        calls: IdempotentCalls,
+        *,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    ) -> None:
+        self.registry = registry
+        self._policy = policy
+        self._metering = metering
+        self._calls = calls
+        self._max_result_bytes = max_result_bytes
+
+    def call(self, call: ToolCall) -> ToolResult:
+        """Validate, gate, meter, run once and shape one call; each failure raises its named error."""
+        tool = self.registry.get(call.tool)
+        args = tool.validate(call.args)
+        request = _policy_input(call, args)
+        key = idempotency_key(call, args)
+        decision = self._policy.check(request)
+        redaction = enforce(call, decision)
+        sent_args, redacted = redaction.apply("args", args)
+        reservation = self._metering.reserve(
+            ReserveRequest(tenant_id=call.tenant_id, capability=CAPABILITY, estimate_tokens=0, request_id=key)
+        )
+        try:
+            executed = self._calls.run(key, lambda: tool.execute(sent_args, key), timeout_s=tool.timeout_s)
+        except Exception:
+            self._settle_after_failure(call, reservation)
+            raise
+        self._settle(call, reservation)
+        result, redacted_in_result = redaction.apply("result", executed.result)
+        result, truncated = truncate(result, self._max_result_bytes)
+        logger.info(
+            "tool call %s",
+            "replayed" if executed.replayed else "executed",
+            extra=_ids(call) | {"idempotency_key": key, "decision_id": str(decision.decision_id)},
+        )
+        return ToolResult(
+            tool=call.tool,
+            result=result,
+            truncated=truncated,
+            redacted=redacted + redacted_in_result,
+            idempotency_key=key,
+            replayed=executed.replayed,
+            decision_id=decision.decision_id,
+            duration_ms=executed.duration_ms,
+        )
+
+    def _settle(self, call: ToolCall, reservation: Reservation) -> None:
+        self._metering.settle(
+            SettleRequest(
+                tenant_id=call.tenant_id,
+                reservation_id=reservation.reservation_id,
+                input_tokens=0,
+                output_tokens=0,
+                run_id=call.run_id,
+                step_id=call.step_id,
+            )
+        )
+
+    def _settle_after_failure(self, call: ToolCall, reservation: Reservation) -> None:
+        # The tool's error is what the caller must see; an unsettled reservation expires on its own.
+        try:
+            self._settle(call, reservation)
+        except AobError as exc:
+            logger.warning(
+                "could not settle %s after a failed call: %s",
+                reservation.reservation_id,
+                exc,
+                extra=_ids(call),
+            )
