@@ -51,7 +51,7 @@ test-integration:
 	@$(PY) -m pytest tests/integration -q
 
 bench: setup
-	@infra/with-localstack.sh $(PY) bench/run.py $(BENCH)
+	@infra/with-localstack.sh infra/with-vllm.sh $(PY) bench/run.py $(BENCH)
 
 lint: setup
 	@$(VENV)/bin/ruff check layers functions infra bench tests

@@ -81,7 +81,11 @@ class InProcessStack:
             .get("Variables", {}),
             **resource["Properties"].get("Environment", {}).get("Variables", {}),
         }
-        known = {"PolicyTrustedKeys": self.signer.trusted_keys_json()}
+        parameters = self.template.get("Parameters", {})
+        known = {
+            "PolicyTrustedKeys": self.signer.trusted_keys_json(),
+            "ModelRoutes": parameters["ModelRoutes"]["Default"],
+        }
         resolved = {"LAMBDA_TASK_ROOT": str(task_root)}
         for name, value in variables.items():
             if isinstance(value, str):
