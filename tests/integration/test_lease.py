@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import random
 import threading
-import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,7 @@ from typing import Any
 
 import pytest
 from aob.cache import get_redis
-from aob.db import close_pool, get_pool
+from aob.db import get_pool
 from aob.errors import LeaseHeld, LeaseLost, StaleFencingToken, TenantSuspended, UnknownTenant
 from aob.lease import (
     AcquireLease,
@@ -29,11 +27,11 @@ from aob.lease import (
 from aob.tenants import create_tenant
 from psycopg_pool import ConnectionPool
 
+from tests.multiprocess import run_everywhere
+
 pytestmark = pytest.mark.integration
 
 NOON = datetime(2030, 6, 15, 12, 0, tzinfo=UTC).timestamp()
-SPAWN = multiprocessing.get_context("spawn")
-PROCESSES = 2  # spawned, besides this one
 THREADS = 8  # per process
 
 APPEND = """
@@ -269,33 +267,6 @@ def test_concurrent_writers_commit_in_fencing_token_order(
 
 
 # Concurrency: threads in this process and in spawned ones contend for the same sessions
-
-
-def _child(work: Callable[..., Any], args: tuple[Any, ...], start: Any, results: Any) -> None:
-    try:
-        results.put(("ok", work(*args, start)))
-    except BaseException:
-        results.put(("error", traceback.format_exc()))
-    finally:
-        close_pool()  # left to interpreter exit, the pool's threads take seconds to stop
-
-
-def run_everywhere(work: Callable[..., Any], *args: Any) -> list[Any]:
-    """work(*args, start) in PROCESSES spawned processes and in this one; each waits on `start`."""
-    start = SPAWN.Barrier(PROCESSES + 1, timeout=120)
-    results = SPAWN.Queue()
-    children = [SPAWN.Process(target=_child, args=(work, args, start, results)) for _ in range(PROCESSES)]
-    for child in children:
-        child.start()
-    try:
-        mine = work(*args, start)
-        theirs = [results.get(timeout=180) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=30)
-    errors = [detail for status, detail in theirs if status == "error"]
-    assert not errors, errors[0]
-    return [mine, *(value for _status, value in theirs)]
 
 
 def _contend(

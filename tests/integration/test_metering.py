@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import random
-import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 from aob.cache import get_redis
-from aob.db import close_pool, get_pool
+from aob.db import get_pool
 from aob.errors import (
     InvalidInput,
     QuotaExceeded,
@@ -37,11 +35,11 @@ from aob.metering import (
 from aob.tenants import create_tenant
 from psycopg_pool import ConnectionPool
 
+from tests.multiprocess import run_everywhere
+
 pytestmark = pytest.mark.integration
 
 NOON = datetime(2030, 6, 15, 12, 0, tzinfo=UTC).timestamp()  # in the future: Redis keys expire at period ends
-SPAWN = multiprocessing.get_context("spawn")
-PROCESSES = 2  # spawned, besides this one
 THREADS = 8  # per process
 
 
@@ -394,33 +392,6 @@ def test_a_pipeline_loads_the_script_when_redis_lacks_it(
 
 
 # Concurrency: threads in this process and in spawned ones, on one bucket and one budget
-
-
-def _child(work: Callable[..., Any], args: tuple[Any, ...], start: Any, results: Any) -> None:
-    try:
-        results.put(("ok", work(*args, start)))
-    except BaseException:
-        results.put(("error", traceback.format_exc()))
-    finally:
-        close_pool()  # left to interpreter exit, the pool's threads take seconds to stop
-
-
-def run_everywhere(work: Callable[..., Any], *args: Any) -> list[Any]:
-    """work(*args, start) in PROCESSES spawned processes and in this one; each waits on `start`."""
-    start = SPAWN.Barrier(PROCESSES + 1, timeout=120)
-    results = SPAWN.Queue()
-    children = [SPAWN.Process(target=_child, args=(work, args, start, results)) for _ in range(PROCESSES)]
-    for child in children:
-        child.start()
-    try:
-        mine = work(*args, start)
-        theirs = [results.get(timeout=180) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=30)
-    errors = [detail for status, detail in theirs if status == "error"]
-    assert not errors, errors[0]
-    return [mine, *(value for _status, value in theirs)]
 
 
 def _hammer_reserve(
