@@ -36,7 +36,7 @@ def _ledger(tenant_id: str) -> list[tuple[str, int, int]]:
 
 
 def test_execution_calls_model_gateway_then_tool_gateway(
-    deployed_stack: dict[str, str], vllm_endpoint: str
+    aws, deployed_stack: dict[str, str], vllm_endpoint: str
 ) -> None:
     tenant = f"t-{uuid.uuid4().hex[:10]}"
     create_tenant(tenant, plan="pro")
@@ -61,9 +61,14 @@ def test_execution_calls_model_gateway_then_tool_gateway(
         },
     }
 
+    # The scheduled warm-pool probe may have found the endpoint down before this session started it:
+    # probe now, as an operator would after bringing an endpoint up.
+    probed = aws("lambda").invoke(FunctionName=deployed_stack["ModelWarmPoolFunctionArn"], Payload=b"{}")
+    assert "FunctionError" not in probed, probed["Payload"].read()
+
     described = run_execution(deployed_stack["ModelThenToolStateMachineArn"], flow_input, timeout_s=180)
 
-    assert described["status"] == "SUCCEEDED", described
+    assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
     output = json.loads(described["output"])
     model = output["model_result"]["value"]
     assert model["provider"] == "local-vllm" and model["model"] == "aob-tiny"
