@@ -180,3 +180,33 @@ class ToolUnavailable(ServiceUnavailable):
 
 class ToolCallInProgress(AobError):
     """The same tool call (same idempotency key) is running elsewhere: retry after it finishes."""
+
+
+class UnknownRun(InvalidInput):
+    """The run_id names no run of this tenant; check both ids (runs of other tenants are not visible)."""
+
+
+class UnknownStep(InvalidInput):
+    """The step_id names no step of the run; record the step first, or leave step_id out."""
+
+
+class SpecInvalid(InvalidInput):
+    """A workflow spec is malformed; `problems` lists each as `nodes.<name>.<field>: message`.
+
+    Nothing is compiled or deployed from it: fix every listed problem and compile again.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("the workflow spec is invalid:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return SpecInvalid, (self.problems,)
+
+
+class ApprovalRejected(AobError):
+    """An approver rejected the step (the approval task fails with this error name)."""
+
+
+class LoopBoundExceeded(AobError):
+    """A workflow loop passed its choice's `max_iterations`: the run stops instead of looping on."""

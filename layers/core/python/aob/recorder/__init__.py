@@ -1,0 +1,39 @@
+"""The Recorder: one hash-chained DecisionRecord per step, written with its event and outbox row.
+
+`Recorder().record(DecisionRecord, tenant_id=..., session_id=..., fencing_token=...)` appends a
+step to its run's chain in one transaction guarded by the session lease's fencing token;
+`verify_chain` recomputes the chain and names the first record that breaks it.
+"""
+
+from __future__ import annotations
+
+from aob.recorder._hash import canonical_json, record_hash
+from aob.recorder._models import (
+    ChainReport,
+    DecisionRecord,
+    ModelRef,
+    Node,
+    PolicyRef,
+    StoredRecord,
+    Timings,
+    ToolCall,
+    Usage,
+)
+from aob.recorder._store import EVENT_TYPE, Recorder, stream_id
+
+__all__ = [
+    "EVENT_TYPE",
+    "ChainReport",
+    "DecisionRecord",
+    "ModelRef",
+    "Node",
+    "PolicyRef",
+    "Recorder",
+    "StoredRecord",
+    "Timings",
+    "ToolCall",
+    "Usage",
+    "canonical_json",
+    "record_hash",
+    "stream_id",
+]

@@ -1,0 +1,260 @@
+"""The Recorder: writes DecisionRecords into their run's hash chain, lists them, verifies the chain.
+
+`record` is one transaction: the session's fencing-token check, then the run row locked
+(FOR NO KEY UPDATE: writers of one run queue there, so each reads the head the previous one
+committed and the chain never forks, while inserts that only reference the run are not blocked),
+then the decision_records row, a `step.recorded` event on the run's stream and an outbox row.
+Either all three rows commit or none does. Every query names the tenant.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from aob.db import get_pool
+from aob.errors import ServiceUnavailable, UnknownRun, UnknownStep
+from aob.lease.fencing import check_fencing_token
+from aob.recorder._hash import record_hash
+from aob.recorder._models import ChainReport, DecisionRecord, StoredRecord
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "step.recorded"
+DEFAULT_DESTINATION = "aob.run-events"
+
+LOCK_RUN = "SELECT 1 FROM runs WHERE tenant_id = %s AND run_id = %s FOR NO KEY UPDATE"
+RUN_EXISTS = "SELECT 1 FROM runs WHERE tenant_id = %s AND run_id = %s"
+# Read after LOCK_RUN, in a statement of its own, so that it sees what the previous holder of
+# the lock committed. The content goes through jsonb so it is hashed exactly as it is stored.
+HEAD = """
+SELECT %(content)s::jsonb,
+       (SELECT seq FROM decision_records WHERE tenant_id = %(tenant_id)s AND run_id = %(run_id)s
+        ORDER BY seq DESC LIMIT 1),
+       (SELECT hash FROM decision_records WHERE tenant_id = %(tenant_id)s AND run_id = %(run_id)s
+        ORDER BY seq DESC LIMIT 1),
+       %(step_id)s::uuid IS NULL OR EXISTS (
+           SELECT 1 FROM steps
+           WHERE tenant_id = %(tenant_id)s AND step_id = %(step_id)s AND run_id = %(run_id)s)
+"""
+INSERT_RECORD = """
+INSERT INTO decision_records (tenant_id, run_id, seq, step_id, kind, outcome, record, prev_hash, hash)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING record_id, recorded_at
+"""
+INSERT_EVENT = """
+INSERT INTO events (tenant_id, stream_id, seq, event_type, payload)
+VALUES (
+  %(tenant_id)s, %(stream_id)s,
+  (SELECT coalesce(max(seq), 0) + 1 FROM events
+   WHERE tenant_id = %(tenant_id)s AND stream_id = %(stream_id)s),
+  %(event_type)s, %(payload)s
+)
+RETURNING event_id
+"""
+INSERT_OUTBOX = """
+INSERT INTO outbox (tenant_id, message_id, destination, payload, attributes) VALUES (%s, %s, %s, %s, %s)
+"""
+SELECT_RECORDS = """
+SELECT record_id, seq, step_id, kind, outcome, record, prev_hash, hash, recorded_at
+FROM decision_records WHERE tenant_id = %s AND run_id = %s ORDER BY seq
+"""
+
+
+def stream_id(run_id: uuid.UUID) -> str:
+    """The event stream of a run."""
+    return f"run:{run_id}"
+
+
+class Recorder:
+    """The DecisionRecord store on Postgres (the process's pool unless one is given)."""
+
+    def __init__(self, pool: ConnectionPool | None = None, *, destination: str = DEFAULT_DESTINATION) -> None:
+        self._pool = pool
+        self._destination = destination
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with (self._pool or get_pool()).connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:  # PoolTimeout included
+            raise ServiceUnavailable(f"could not {what}: {exc}") from exc
+
+    def record(
+        self, record: DecisionRecord, *, tenant_id: str, session_id: str, fencing_token: int
+    ) -> StoredRecord:
+        """Append `record` to its run's chain, with its event and outbox message, in one transaction.
+
+        Raises StaleFencingToken (the session's lease was lost: nothing is written), UnknownTenant,
+        UnknownRun (no such run for this tenant) or UnknownStep.
+        """
+        run_id = record.run_id
+        with self._connection(f"record a step of run {run_id}") as conn, conn.transaction():
+            check_fencing_token(conn, tenant_id, session_id, fencing_token)
+            if conn.execute(LOCK_RUN, (tenant_id, run_id)).fetchone() is None:
+                raise UnknownRun(f"run_id: tenant {tenant_id!r} has no run {run_id}")
+            head = {
+                "content": Jsonb(record.model_dump(mode="json")),
+                "tenant_id": tenant_id,
+                "run_id": run_id,
+                "step_id": record.step_id,
+            }
+            found = conn.execute(HEAD, head).fetchone()
+            assert found is not None  # a SELECT without FROM returns one row
+            content, last_seq, prev_hash, step_ok = found
+            if not step_ok:
+                raise UnknownStep(
+                    f"step_id: run {run_id} of tenant {tenant_id!r} has no step {record.step_id}"
+                )
+            seq = (last_seq or 0) + 1
+            digest = record_hash(content, prev_hash)
+            row = conn.execute(
+                INSERT_RECORD,
+                (
+                    tenant_id,
+                    run_id,
+                    seq,
+                    record.step_id,
+                    record.node.kind,
+                    record.outcome,
+                    Jsonb(content),
+                    prev_hash,
+                    digest,
+                ),
+            ).fetchone()
+            assert row is not None
+            record_id, recorded_at = row
+            self._announce(conn, tenant_id, record, record_id, seq, digest)
+        logger.info(
+            "step recorded",
+            extra={
+                "tenant_id": tenant_id,
+                "run_id": str(run_id),
+                "step_id": record.step_id and str(record.step_id),
+                "seq": seq,
+            },
+        )
+        return StoredRecord(
+            tenant_id=tenant_id,
+            record_id=record_id,
+            seq=seq,
+            prev_hash=prev_hash,
+            hash=digest,
+            recorded_at=recorded_at,
+            record=DecisionRecord.model_validate(content),
+        )
+
+    def _announce(
+        self,
+        conn: psycopg.Connection[Any],
+        tenant_id: str,
+        record: DecisionRecord,
+        record_id: uuid.UUID,
+        seq: int,
+        digest: str,
+    ) -> None:
+        # A summary, not the record: prompts and tool I/O stay in decision_records.
+        payload = {
+            "run_id": str(record.run_id),
+            "step_id": str(record.step_id) if record.step_id else None,
+            "record_id": str(record_id),
+            "seq": seq,
+            "hash": digest,
+            "node": record.node.model_dump(),
+            "outcome": record.outcome,
+        }
+        event = {
+            "tenant_id": tenant_id,
+            "stream_id": stream_id(record.run_id),
+            "event_type": EVENT_TYPE,
+            "payload": Jsonb(payload),
+        }
+        event_row = conn.execute(INSERT_EVENT, event).fetchone()
+        assert event_row is not None
+        attributes = {"event_type": EVENT_TYPE, "tenant_id": tenant_id}
+        conn.execute(
+            INSERT_OUTBOX, (tenant_id, event_row[0], self._destination, Jsonb(payload), Jsonb(attributes))
+        )
+
+    def _rows(self, tenant_id: str, run_id: uuid.UUID) -> list[tuple[Any, ...]]:
+        with self._connection(f"read the records of run {run_id}") as conn:
+            if conn.execute(RUN_EXISTS, (tenant_id, run_id)).fetchone() is None:
+                raise UnknownRun(f"run_id: tenant {tenant_id!r} has no run {run_id}")
+            return conn.execute(SELECT_RECORDS, (tenant_id, run_id)).fetchall()
+
+    def list_records(self, tenant_id: str, run_id: uuid.UUID) -> list[StoredRecord]:
+        """The run's records in chain order; UnknownRun if the tenant has no such run."""
+        return [
+            StoredRecord(
+                tenant_id=tenant_id,
+                record_id=record_id,
+                seq=seq,
+                prev_hash=prev_hash,
+                hash=digest,
+                recorded_at=recorded_at,
+                record=DecisionRecord.model_validate(content),
+            )
+            for record_id, seq, _, _, _, content, prev_hash, digest, recorded_at in self._rows(
+                tenant_id, run_id
+            )
+        ]
+
+    def verify_chain(self, tenant_id: str, run_id: uuid.UUID) -> ChainReport:
+        """Recompute every hash of the run's chain; the report names the first record that breaks it.
+
+        Detects edited, reordered and removed records, except the removal of the last ones: the
+        `step.recorded` events carry each hash for that check. UnknownRun if the tenant has no such run.
+        """
+        rows = self._rows(tenant_id, run_id)
+        prev_hash: str | None = None
+        for expected_seq, (_, seq, step_id, kind, outcome, content, stored_prev, digest, _) in enumerate(
+            rows, start=1
+        ):
+            reason = _break(
+                expected_seq, seq, step_id, kind, outcome, content, prev_hash, stored_prev, digest
+            )
+            if reason:
+                logger.warning(
+                    "decision chain broken",
+                    extra={"tenant_id": tenant_id, "run_id": str(run_id), "seq": seq, "reason": reason},
+                )
+                return ChainReport(ok=False, records=len(rows), first_bad_seq=seq, reason=reason)
+            prev_hash = digest
+        return ChainReport(ok=True, records=len(rows))
+
+
+def _break(
+    expected_seq: int,
+    seq: int,
+    step_id: uuid.UUID | None,
+    kind: str,
+    outcome: str,
+    content: dict[str, Any],
+    prev_hash: str | None,
+    stored_prev: str | None,
+    digest: str,
+) -> str | None:
+    """Why this row breaks the chain, or None."""
+    if seq != expected_seq:
+        return f"record {expected_seq} is missing: seq {seq} follows seq {expected_seq - 1}"
+    if stored_prev != prev_hash:
+        return f"prev_hash {stored_prev} is not the hash {prev_hash} of the record before"
+    if record_hash(content, stored_prev) != digest:
+        return "hash does not match the record's content: the record was changed after it was written"
+    columns = {"step_id": str(step_id) if step_id else None, "kind": kind, "outcome": outcome}
+    recorded = {
+        "step_id": content.get("step_id"),
+        "kind": (content.get("node") or {}).get("kind"),
+        "outcome": content.get("outcome"),
+    }
+    if columns != recorded:
+        return f"columns {columns} do not match the hashed record {recorded}"
+    return None
