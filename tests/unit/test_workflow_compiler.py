@@ -1,0 +1,295 @@
+"""The compiler: both governance modes of a support-triage flow, checked by moto's ASL parser."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aob.workflows import load_spec, parse_spec
+from aob.workflows.compiler import compile_spec, compiled_path
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "support_triage" / "workflow.yaml"
+REFUND_PATH = ["classify", "route", "lookup_order", "approve_refund", "refund"]
+
+FULL = {
+    "name": "full",
+    "version": "1",
+    "start": "prepare",
+    "nodes": {
+        "prepare": {"type": "transform", "parameters": {"ids.$": "$.input.ids"}, "next": "research"},
+        "research": {
+            "type": "agent",
+            "tier": "medium",
+            "system": "You look into orders; {braces} and 'quotes' stay as written.",
+            "prompt": "Look into {} (it's \\ {urgent})",
+            "prompt_args": ["$.input.question"],
+            "tools": ["lookup_order", "search_kb"],
+            "max_steps": 4,
+            "next": "fan",
+        },
+        "fan": {
+            "type": "parallel",
+            "next": "each",
+            "branches": [
+                {
+                    "start": "summarize",
+                    "nodes": {
+                        "summarize": {"type": "model", "tier": "small", "prompt": "Sum up", "end": True}
+                    },
+                },
+                {
+                    "start": "kb",
+                    "nodes": {
+                        "kb": {"type": "tool", "tool": "search_kb", "constants": {"q": "x"}, "end": True}
+                    },
+                },
+            ],
+        },
+        "each": {
+            "type": "map",
+            "items_path": "$.prepare.ids",
+            "max_concurrency": 2,
+            "next": "check",
+            "iterator": {
+                "start": "fetch",
+                "nodes": {
+                    "fetch": {
+                        "type": "tool",
+                        "tool": "lookup_order",
+                        "args": {"order_id": "$.item"},
+                        "end": True,
+                    }
+                },
+            },
+        },
+        "check": {
+            "type": "choice",
+            "max_iterations": 3,
+            "choices": [
+                {
+                    "variable": "$.research.answer.text",
+                    "operator": "matches",
+                    "value": "*retry*",
+                    "next": "research",
+                },
+                {"variable": "$.research.answer.text", "operator": "is_absent", "next": "stop"},
+            ],
+            "default": "publish",
+        },
+        "publish": {
+            "type": "tool",
+            "tool": "notify",
+            "args": {"text": "$.research.answer.text"},
+            "policy": {"kind": "egress", "destination": "slack"},
+            "end": True,
+        },
+        "stop": {"type": "fail", "error": "NoAnswer", "cause": "the agent gave no answer"},
+    },
+}
+
+
+def with_dummy_arns(asl: dict[str, Any]) -> str:
+    return re.sub(
+        r"\$\{(\w+)\}",
+        lambda found: f"arn:aws:lambda:us-east-1:123456789012:function:{found[1]}",
+        json.dumps(asl),
+    )
+
+
+@pytest.fixture
+def sfn() -> Any:
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        iam = boto3.client("iam", region_name="us-east-1")
+        iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")
+        yield boto3.client("stepfunctions", region_name="us-east-1")
+
+
+def create(sfn: Any, name: str, asl: dict[str, Any]) -> str:
+    created = sfn.create_state_machine(
+        name=name, definition=with_dummy_arns(asl), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )
+    return created["stateMachineArn"]
+
+
+def test_committed_example_asl_is_what_the_compiler_makes() -> None:
+    spec = load_spec(EXAMPLE)
+    for mode in ("explicit", "fused"):
+        committed = json.loads(compiled_path(EXAMPLE, mode).read_text())
+        assert committed == compile_spec(spec, mode).asl, (
+            "regenerate: python -m aob.workflows.compiler examples/support_triage/workflow.yaml"
+        )
+
+
+@pytest.mark.parametrize("mode", ["explicit", "fused"])
+def test_both_modes_pass_the_step_functions_parser(sfn: Any, mode: str) -> None:
+    for name, spec in [("triage", load_spec(EXAMPLE)), ("full", parse_spec(FULL))]:
+        assert create(sfn, f"{name}-{mode}", compile_spec(spec, mode).asl).endswith(f"{name}-{mode}")
+
+
+def test_fused_has_fewer_states_transitions_and_lambda_calls() -> None:
+    spec = load_spec(EXAMPLE)
+    explicit, fused = compile_spec(spec, "explicit"), compile_spec(spec, "fused")
+
+    def per_refund(stats: dict[str, Any], field: str) -> int:
+        return sum(getattr(stats[node], field) for node in [*REFUND_PATH, "$run"])
+
+    assert (len(explicit.asl["States"]), len(fused.asl["States"])) == (27, 8)
+    assert (
+        per_refund(explicit.stats, "transitions_per_pass"),
+        per_refund(fused.stats, "transitions_per_pass"),
+    ) == (
+        19,
+        5,
+    )
+    assert (
+        per_refund(explicit.stats, "lambda_invocations"),
+        per_refund(fused.stats, "lambda_invocations"),
+    ) == (
+        15,
+        4,
+    )
+
+
+def test_explicit_mode_holds_the_lease_and_governs_each_call() -> None:
+    compiled = compile_spec(load_spec(EXAMPLE), "explicit")
+    states = compiled.asl["States"]
+    assert compiled.asl["StartAt"] == "AcquireLease"
+    assert states["AcquireLease"]["Next"] == "ClassifyCheckPolicy"
+    assert [
+        states[f"LookupOrder{s}"]["Next"] for s in ("CheckPolicy", "ReserveTokens", "", "SettleTokens")
+    ] == [
+        "LookupOrderIsAllowed",
+        "LookupOrder",
+        "LookupOrderSettleTokens",
+        "ApproveRefund",
+    ]
+    policy = states["LookupOrderCheckPolicy"]["Parameters"]["Payload"]["action"]
+    assert policy == {"kind": "tool", "tool": "lookup_order", "args": {"order_id.$": "$.input.order_id"}}
+    assert states["ClassifyReserveTokens"]["Parameters"]["Payload"]["estimate_tokens"] == 8
+    assert states["RefundSettleTokens"]["Next"] == "ReleaseLease"
+    assert states["Done"] == {"Type": "Pass", "Next": "ReleaseLease"}
+    assert states["ReleaseLease"]["End"] is True
+    assert states["RecordFailure"]["Next"] == "ReleaseLeaseAfterFailure"
+    assert compiled.substitutions == [
+        "ApprovalFunctionArn",
+        "MeteringFunctionArn",
+        "ModelGatewayFunctionArn",
+        "PolicyCheckFunctionArn",
+        "SessionLeaseFunctionArn",
+        "ToolGatewayFunctionArn",
+    ]
+
+
+def test_fused_mode_is_one_gateway_task_per_call_with_retry_and_catch() -> None:
+    compiled = compile_spec(load_spec(EXAMPLE), "fused")
+    states = compiled.asl["States"]
+    assert list(states) == [
+        "Classify",
+        "Route",
+        "LookupOrder",
+        "ApproveRefund",
+        "Refund",
+        "Done",
+        "RecordFailure",
+        "Failed",
+    ]
+    lookup = states["LookupOrder"]
+    assert lookup["Parameters"]["FunctionName"] == "${ToolGatewayFunctionArn}"
+    assert lookup["Parameters"]["Payload"]["args"] == {"order_id.$": "$.input.order_id"}
+    assert lookup["Retry"][0]["ErrorEquals"] == [
+        "ToolUnavailable",
+        "ToolCallInProgress",
+        "ServiceUnavailable",
+    ]
+    assert states["Classify"]["Retry"][0]["ErrorEquals"] == ["ModelUnavailable", "ServiceUnavailable"]
+    assert lookup["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    ]
+    assert states["Route"]["Choices"] == [
+        {"Variable": "$.classify.text", "StringEquals": "refund", "Next": "LookupOrder"}
+    ]
+    assert states["Refund"]["End"] is True
+    assert compiled.substitutions == [
+        "ApprovalFunctionArn",
+        "ModelGatewayFunctionArn",
+        "ToolGatewayFunctionArn",
+    ]
+
+
+def test_approval_waits_for_a_task_token_and_timeout_rejects() -> None:
+    approval = compile_spec(load_spec(EXAMPLE), "fused").asl["States"]["ApproveRefund"]
+    assert approval["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert approval["Parameters"]["FunctionName"] == "${ApprovalFunctionArn}"
+    assert approval["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    assert approval["TimeoutSeconds"] == 86400
+    assert approval["Catch"][0] == {
+        "ErrorEquals": ["States.Timeout", "ApprovalRejected"],
+        "ResultPath": "$.error",
+        "Next": "RecordFailure",
+    }
+    assert approval["Next"] == "Refund"
+
+
+def test_agent_loops_until_it_answers_or_max_steps() -> None:
+    states = compile_spec(parse_spec(FULL), "fused").asl["States"]
+    assert states["ResearchWantsTools"]["Default"] == "ResearchAnswer"
+    assert states["ResearchCallTools"]["ItemsPath"] == "$.research.reply.message.tool_calls"
+    assert states["ResearchRecordStep"]["QueryLanguage"] == "JSONata"
+    assert states["ResearchUnderLimit"]["Choices"] == [
+        {"Variable": "$.research.steps", "NumericLessThan": 4, "Next": "ResearchCallModel"}
+    ]
+    assert states["ResearchUnderLimit"]["Default"] == "ResearchAnswer"
+    assert states["ResearchCallModel"]["Parameters"]["Payload"]["tools"] == [
+        {"type": "function", "function": {"name": "lookup_order"}},
+        {"type": "function", "function": {"name": "search_kb"}},
+    ]
+
+
+def test_edge_policy_is_checked_before_the_edge_is_taken() -> None:
+    states = compile_spec(parse_spec(FULL), "fused").asl["States"]
+    assert states["Publish"]["Next"] == "PublishCheckEdgePolicy"
+    assert states["PublishCheckEdgePolicy"]["Parameters"]["Payload"]["action"] == {
+        "kind": "egress",
+        "destination": "slack",
+        "data_classes": [],
+    }
+    assert states["PublishEdgeAllowed"]["Choices"][0]["Next"] == "PublishFinish"
+    assert states["PublishEdgeDenied"]["Next"] == "RecordDenial"
+
+
+def test_bounded_loop_fails_the_run_past_max_iterations(sfn: Any) -> None:
+    spec = parse_spec(
+        {
+            "name": "spin",
+            "version": "1",
+            "start": "tick",
+            "nodes": {
+                "tick": {
+                    "type": "transform",
+                    "parameters": {"at.$": "$$.State.EnteredTime"},
+                    "next": "again",
+                },
+                "again": {
+                    "type": "choice",
+                    "max_iterations": 2,
+                    "choices": [{"variable": "$.tick.at", "operator": "is_present", "next": "tick"}],
+                    "default": "tick",
+                },
+            },
+        }
+    )
+    arn = create(sfn, "spin", compile_spec(spec, "fused").asl)
+    execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    for _ in range(100):
+        described = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.05)
+    assert (described["status"], described.get("error")) == ("FAILED", "LoopBoundExceeded")
