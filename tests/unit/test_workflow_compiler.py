@@ -104,7 +104,11 @@ def with_dummy_arns(asl: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def sfn() -> Any:
+def sfn(monkeypatch: pytest.MonkeyPatch) -> Any:
+    # moto intercepts AWS hostnames only; `make` points AWS_ENDPOINT_URL at LocalStack.
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         iam = boto3.client("iam", region_name="us-east-1")
         iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")
