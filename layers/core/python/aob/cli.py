@@ -119,6 +119,31 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     return 0 if described["status"] == "SUCCEEDED" else 1
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from aob.workflows import json_schema, load_spec
+    from aob.workflows.compiler import compile_spec
+
+    if args.schema:
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    if not args.spec:
+        raise AobError("compile: name a workflow spec file (YAML or JSON), or pass --schema")
+    compiled = compile_spec(load_spec(Path(args.spec)), args.mode)
+    text = json.dumps(compiled.asl, indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text, end="")
+    transitions = sum(s.transitions_per_pass for s in compiled.stats.values())
+    invocations = sum(s.lambda_invocations for s in compiled.stats.values())
+    print(
+        f"{args.mode}: {len(compiled.asl['States'])} top-level states; on a pass through every node "
+        f"{transitions} state transitions and {invocations} Lambda invocations",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from aob.db import migrate
 
@@ -155,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     selfcheck.add_argument("--message", default="hello from aob selfcheck")
     selfcheck.add_argument("--fail", choices=["never", "first_attempt", "always"], default="first_attempt")
     selfcheck.set_defaults(func=cmd_selfcheck)
+
+    compile_ = sub.add_parser("compile", help="compile a workflow spec to Amazon States Language")
+    compile_.add_argument("spec", nargs="?", help="workflow spec file (.yaml, .yml or .json)")
+    compile_.add_argument("--mode", choices=["explicit", "fused"], default="explicit")
+    compile_.add_argument("--out", help="write the ASL here instead of standard output")
+    compile_.add_argument("--schema", action="store_true", help="print the spec's JSON Schema and stop")
+    compile_.set_defaults(func=cmd_compile)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--status", action="store_true", help="only list applied and pending migrations")
