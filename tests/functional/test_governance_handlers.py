@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,33 +15,10 @@ from aob.metering import redis_store as metering_store
 from aob.tenants import create_tenant, get_tenant
 from psycopg_pool import ConnectionPool
 
+from tests.support import lambda_context, load_handler
+
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def _handler(function: str) -> Handler:
-    spec = importlib.util.spec_from_file_location(
-        f"aob_function_{function}", ROOT / "functions" / function / "app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
-
-
-def _context(function: str) -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name=function,
-        function_version="$LATEST",
-        invoked_function_arn=f"arn:aws:lambda:us-east-1:000000000000:function:{function}",
-        memory_limit_in_mb=256,
-        aws_request_id=str(uuid.uuid4()),
-        log_group_name=f"/aws/lambda/{function}",
-        log_stream_name="in-process",
-        get_remaining_time_in_millis=lambda: 30_000,
-    )
 
 
 def _event(name: str, **changes: Any) -> dict[str, Any]:
@@ -57,8 +32,8 @@ def invoke(
     """Calls a function's handler as Lambda would; its Redis keys go under the test's prefix."""
     monkeypatch.setattr(metering_store, "KEY_PREFIX", redis_key_prefix)
     monkeypatch.setattr(lease_store, "KEY_PREFIX", redis_key_prefix)
-    handlers = {name: _handler(name) for name in ("metering", "session_lease")}
-    return lambda function, event: handlers[function](event, _context(function))
+    handlers = {name: load_handler(name) for name in ("metering", "session_lease")}
+    return lambda function, event: handlers[function](event, lambda_context(function))
 
 
 @pytest.fixture

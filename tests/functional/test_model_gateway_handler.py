@@ -7,14 +7,12 @@ gateway reads from Secrets Manager (moto); policy, metering and the breaker stat
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -29,6 +27,8 @@ from aob.tenants import create_tenant
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from moto import mock_aws
 from psycopg_pool import ConnectionPool
+
+from tests.support import lambda_context, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -105,29 +105,6 @@ class HostedProvider:
         self._server.server_close()
 
 
-def _handler(function: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    spec = importlib.util.spec_from_file_location(
-        f"aob_function_{function}", ROOT / "functions" / function / "app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
-
-
-def _context(function: str) -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name=function,
-        function_version="$LATEST",
-        invoked_function_arn=f"arn:aws:lambda:us-east-1:000000000000:function:{function}",
-        memory_limit_in_mb=256,
-        aws_request_id=str(uuid.uuid4()),
-        log_group_name=f"/aws/lambda/{function}",
-        log_stream_name="in-process",
-        get_remaining_time_in_millis=lambda: 30_000,
-    )
-
-
 def _clear_services() -> None:
     for service in (get_model_gateway, get_warm_pool, get_policy_service):
         service.cache_clear()
@@ -177,7 +154,7 @@ def _event(name: str, tenant: str, **changes: Any) -> dict[str, Any]:
 
 
 def _invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
-    return _handler(function)(event, _context(function))
+    return load_handler(function)(event, lambda_context(function))
 
 
 def test_a_chat_event_is_answered_recorded_and_charged(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,15 +17,11 @@ from aob.tools import _idempotency, get_tool_gateway
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg_pool import ConnectionPool
 
+from tests.support import Handler, lambda_context, load_handler
+
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = json.loads((ROOT / "tests" / "events" / "tool_call.json").read_text())
 KEY = Ed25519PrivateKey.generate()
-CONTEXT = SimpleNamespace(
-    function_name="aob-tool-gateway-test",
-    memory_limit_in_mb=256,
-    invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:aob-tool-gateway-test",
-    aws_request_id="test-request",
-)
 REGISTER_RUN = """
 WITH workflow AS (
     INSERT INTO workflows (tenant_id, name, version, spec, spec_sha256)
@@ -39,18 +33,6 @@ WITH workflow AS (
 INSERT INTO steps (tenant_id, step_id, run_id, state_name, kind)
 SELECT %(tenant)s, %(step)s, run_id, 'LookupOrder', 'tool' FROM run
 """
-
-type Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def load_handler() -> Handler:
-    spec = importlib.util.spec_from_file_location(
-        "aob_function_tool_gateway", ROOT / "functions/tool_gateway/app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
 
 
 @pytest.fixture
@@ -68,7 +50,7 @@ def handler(
     monkeypatch.setattr(_idempotency, "KEY_PREFIX", redis_key_prefix)
     get_policy_service.cache_clear()
     get_tool_gateway.cache_clear()
-    yield load_handler()
+    yield load_handler("tool_gateway")
     get_policy_service.cache_clear()
     get_tool_gateway.cache_clear()
 
@@ -86,8 +68,8 @@ def event(db_pool: ConnectionPool) -> dict[str, Any]:
 def test_the_sample_event_looks_up_the_order_and_a_retry_replays_it(
     handler: Handler, event: dict[str, Any], db_pool: ConnectionPool
 ) -> None:
-    first = handler(event, CONTEXT)
-    retry = handler(event, CONTEXT)
+    first = handler(event, lambda_context("aob-tool-gateway-test"))
+    retry = handler(event, lambda_context("aob-tool-gateway-test"))
 
     assert first["tool"] == "lookup_order" and first["result"]["found"] is True
     assert (
@@ -129,7 +111,7 @@ def test_a_refused_event_raises_its_named_error(
     handler: Handler, event: dict[str, Any], change: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
-        handler(event | change, CONTEXT)
+        handler(event | change, lambda_context("aob-tool-gateway-test"))
 
 
 def test_a_bad_tools_file_fails_the_first_call_naming_the_file(
@@ -140,4 +122,4 @@ def test_a_bad_tools_file_fails_the_first_call_naming_the_file(
     monkeypatch.setenv("AOB_TOOLS_FILE", str(tools))
 
     with pytest.raises(ConfigurationError, match="invalid tools file .*tools.json: tools.0.http.description"):
-        handler(event, CONTEXT)
+        handler(event, lambda_context("aob-tool-gateway-test"))

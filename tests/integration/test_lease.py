@@ -28,6 +28,7 @@ from aob.tenants import create_tenant
 from psycopg_pool import ConnectionPool
 
 from tests.multiprocess import run_everywhere
+from tests.support import Clock
 
 pytestmark = pytest.mark.integration
 
@@ -44,20 +45,9 @@ VALUES (%(tenant)s, %(stream)s,
 WRITTEN = "SELECT payload FROM events WHERE tenant_id = %s AND stream_id = %s ORDER BY seq"
 
 
-class Clock:
-    def __init__(self, now: float = NOON) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOON)
 
 
 def _leases(prefix: str, clock: Callable[[], float]) -> SessionLeases:

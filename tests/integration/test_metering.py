@@ -36,6 +36,7 @@ from aob.tenants import create_tenant
 from psycopg_pool import ConnectionPool
 
 from tests.multiprocess import run_everywhere
+from tests.support import Clock
 
 pytestmark = pytest.mark.integration
 
@@ -43,20 +44,9 @@ NOON = datetime(2030, 6, 15, 12, 0, tzinfo=UTC).timestamp()  # in the future: Re
 THREADS = 8  # per process
 
 
-class Clock:
-    def __init__(self, now: float = NOON) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOON)
 
 
 def _metering(prefix: str, clock: Callable[[], float], **kwargs: Any) -> Metering:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,28 +15,12 @@ from aob.tenants import create_tenant
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg_pool import ConnectionPool
 
+from tests.support import lambda_context, load_handler
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = Ed25519PrivateKey.generate()
-CONTEXT = SimpleNamespace(
-    function_name="aob-policy-check-test",
-    memory_limit_in_mb=256,
-    invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:aob-policy-check-test",
-    aws_request_id="test-request",
-)
-
-type Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def load_handler() -> Handler:
-    spec = importlib.util.spec_from_file_location(
-        "aob_function_policy_check", ROOT / "functions/policy_check/app.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
 
 
 @pytest.fixture
@@ -66,7 +48,9 @@ def tenant_id(db_pool: ConnectionPool) -> str:
 
 
 def test_allow_event_returns_the_decision_with_obligations(environment: Path, tenant_id: str) -> None:
-    result = load_handler()(event("policy_allow.json", tenant_id), CONTEXT)
+    result = load_handler("policy_check")(
+        event("policy_allow.json", tenant_id), lambda_context("aob-policy-check-test")
+    )
 
     assert result["allow"] is True
     assert result["obligations"]["require_approval"]["approver_roles"] == ["approver", "admin"]
@@ -78,7 +62,9 @@ def test_allow_event_returns_the_decision_with_obligations(environment: Path, te
 
 
 def test_deny_event_is_a_result_not_an_error(environment: Path, tenant_id: str) -> None:
-    result = load_handler()(event("policy_deny.json", tenant_id), CONTEXT)
+    result = load_handler("policy_check")(
+        event("policy_deny.json", tenant_id), lambda_context("aob-policy-check-test")
+    )
 
     assert result["allow"] is False
     assert result["reasons"] == ["user:viewer-7 has no role allowed to call tool issue_refund"]
@@ -94,7 +80,9 @@ def test_a_candidate_bundle_is_evaluated_in_shadow(
     candidate.write_bytes(sign_bundle({**files, "data.json": json.dumps(data).encode()}, KEY, "test-key"))
     monkeypatch.setenv("AOB_POLICY_CANDIDATE_BUNDLE", str(candidate))
 
-    result = load_handler()(event("policy_deny.json", tenant_id), CONTEXT)
+    result = load_handler("policy_check")(
+        event("policy_deny.json", tenant_id), lambda_context("aob-policy-check-test")
+    )
 
     assert result["allow"] is False
     assert result["shadow"]["allow"] is True
@@ -105,7 +93,7 @@ def test_a_malformed_event_names_the_field(environment: Path, tenant_id: str) ->
     bad = event("policy_allow.json", tenant_id) | {"principal": {"subject": "user:ops-1", "roles": "admin"}}
 
     with pytest.raises(InvalidInput, match="principal.roles"):
-        load_handler()(bad, CONTEXT)
+        load_handler("policy_check")(bad, lambda_context("aob-policy-check-test"))
 
 
 def test_a_bundle_that_does_not_verify_is_refused_at_start(environment: Path, tenant_id: str) -> None:
@@ -113,7 +101,9 @@ def test_a_bundle_that_does_not_verify_is_refused_at_start(environment: Path, te
     environment.write_bytes(forged)
 
     with pytest.raises(BundleRejected, match="signature does not verify"):
-        load_handler()(event("policy_allow.json", tenant_id), CONTEXT)
+        load_handler("policy_check")(
+            event("policy_allow.json", tenant_id), lambda_context("aob-policy-check-test")
+        )
 
 
 def test_no_bundle_configured_says_what_to_set(
@@ -122,4 +112,6 @@ def test_no_bundle_configured_says_what_to_set(
     monkeypatch.delenv("AOB_POLICY_BUNDLE")
 
     with pytest.raises(ConfigurationError, match="AOB_POLICY_BUNDLE is not set"):
-        load_handler()(event("policy_allow.json", tenant_id), CONTEXT)
+        load_handler("policy_check")(
+            event("policy_allow.json", tenant_id), lambda_context("aob-policy-check-test")
+        )
