@@ -57,12 +57,14 @@ def deploy_kwargs(root: Path) -> dict:
         [str(ROOT / "infra" / "bootstrap.sh"), "uv"], check=True, capture_output=True, text=True
     ).stdout.strip()
     session = boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"])
+    # Another stage (AOB_TEST_STAGE) gives a stack of its own, for test sessions side by side.
+    stage = os.environ.get("AOB_TEST_STAGE", "test")
     return {
         "root": root,
-        "stack_name": "aob-test",
+        "stack_name": f"aob-{stage}",
         "bucket": "aob-deploy-test",
         "parameters": {
-            "Stage": "test",
+            "Stage": stage,
             "DatabaseUrl": os.environ["AOB_DATABASE_URL"],
             "RedisUrl": os.environ.get("AOB_REDIS_URL", "redis://127.0.0.1:6379/0"),
         },
