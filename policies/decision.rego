@@ -5,7 +5,7 @@ package aob
 
 import data.aob.packs
 
-known_kinds := {"tool", "model", "egress"}
+known_kinds := {"tool", "model", "egress", "approve"}
 
 # Deny by default: an action no pack understands is refused, not waved through.
 deny contains msg if {
@@ -15,7 +15,7 @@ deny contains msg if {
 }
 
 # A set: the engine returns it sorted (rego-cpp 1.5 mis-compares the output of sort() on sets).
-reasons := deny | packs.tenant.deny | packs.tool_access.deny | packs.model_tier.deny | packs.egress.deny
+reasons := deny | packs.tenant.deny | packs.tool_access.deny | packs.model_tier.deny | packs.egress.deny | packs.approve.deny
 
 decision := {
 	"allow": count(reasons) == 0,

@@ -9,7 +9,7 @@ from aob.policy.testing import PolicyTestResult, run_policy_tests
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 REPORT = run_policy_tests(POLICIES)
-PACKS = {"tool_access", "model_tier", "egress", "approval"}
+PACKS = {"tool_access", "model_tier", "egress", "approval", "approve"}
 
 
 @pytest.mark.parametrize("result", REPORT.results, ids=lambda result: result.rule.removeprefix("data."))

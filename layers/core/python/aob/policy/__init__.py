@@ -11,6 +11,7 @@ from aob.policy._bundle import PolicyBundle, policy_files, read_bundle, read_bun
 from aob.policy._engine import ENTRYPOINT, Evaluation, PolicyEngine, RegoPolicyEngine
 from aob.policy._keys import TrustedKeys, load_private_key, load_public_key, public_key_b64, trusted_keys
 from aob.policy._models import (
+    ApproveAction,
     EgressAction,
     ModelAction,
     PolicyDecision,
@@ -26,6 +27,7 @@ from aob.policy._store import PolicyBundleStore
 
 __all__ = [
     "ENTRYPOINT",
+    "ApproveAction",
     "DecisionRecorder",
     "EgressAction",
     "Evaluation",

@@ -79,7 +79,16 @@ class EgressAction(_Model):
     data_classes: list[Name] = []
 
 
-type Action = Annotated[ToolAction | ModelAction | EgressAction, Field(discriminator="kind")]
+class ApproveAction(_Model):
+    """A human deciding an approval step: who asked for it (`requested_by`) and which roles may decide."""
+
+    kind: Literal["approve"]
+    node: Name
+    approver_roles: list[Name] = Field(min_length=1)
+    requested_by: Name
+
+
+type Action = Annotated[ToolAction | ModelAction | EgressAction | ApproveAction, Field(discriminator="kind")]
 
 
 class PolicyInput(_Model):
