@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aob.errors import StaleFencingToken, UnknownRun, UnknownStep
-from aob.recorder import EVENT_TYPE, DecisionRecord, Recorder, record_hash, stream_id
+from aob.recorder import EVENT_TYPE, DecisionRecord, Recorder, RecordStepRequest, record_hash, stream_id
 from aob.tenants import create_tenant
 from psycopg import errors, sql
 from psycopg.types.json import Jsonb
@@ -72,7 +72,7 @@ def step(run: Run, n: int, **changes: object) -> DecisionRecord:
     return DecisionRecord.model_validate(
         {
             "run_id": run.run_id,
-            "step_id": run.step_id,
+            "step_id": uuid.UUID(int=n + 1),  # one step per n: the recorder adds its row
             "node": {"name": f"Step{n}", "kind": "model"},
             "outcome": "succeeded",
             "inputs": {"order": n, "ratio": 1e20, "note": "café"},
@@ -262,10 +262,110 @@ def test_another_tenant_can_neither_read_verify_nor_write_the_run(
         recorder.verify_chain(other.tenant_id, run.run_id)
     with pytest.raises(UnknownRun):
         recorder.record(step(run, 1), tenant_id=other.tenant_id, session_id="s1", fencing_token=1)
-    with pytest.raises(UnknownStep):
-        recorder.record(
-            step(other, 1, step_id=run.step_id), tenant_id=other.tenant_id, session_id="s1", fencing_token=1
-        )
-
     assert counts(db_pool, other.tenant_id) == (0, 0, 0)
     assert len(recorder.list_records(run.tenant_id, run.run_id)) == 1
+
+
+def test_a_retried_step_gets_its_stored_record_back_and_nothing_is_written(
+    recorder: Recorder, run: Run, db_pool: ConnectionPool
+) -> None:
+    first = recorder.record(step(run, 1), tenant_id=run.tenant_id, session_id="s1", fencing_token=1)
+    # The retry's content differs (a later clock): what was stored stands.
+    later = step(run, 1, usage={"input_tokens": 99, "output_tokens": 9})
+
+    again = recorder.record(later, tenant_id=run.tenant_id, session_id="s1", fencing_token=1)
+
+    assert again == first
+    assert counts(db_pool, run.tenant_id) == (1, 1, 1)
+    second_attempt = recorder.record(
+        step(run, 1, attempt=2), tenant_id=run.tenant_id, session_id="s1", fencing_token=1
+    )
+    failed = recorder.record(
+        step(run, 1, attempt=2, outcome="failed"), tenant_id=run.tenant_id, session_id="s1", fencing_token=1
+    )
+    assert (second_attempt.seq, failed.seq) == (2, 3)
+    assert recorder.verify_chain(run.tenant_id, run.run_id).ok
+
+
+def test_the_step_row_is_written_with_its_record(
+    recorder: Recorder, run: Run, db_pool: ConnectionPool
+) -> None:
+    query = (
+        "SELECT run_id, state_name, kind, attempt, status, finished_at FROM steps"
+        " WHERE tenant_id = %s AND step_id = %s"
+    )
+    recorder.record(step(run, 5), tenant_id=run.tenant_id, session_id="s1", fencing_token=1)
+    with db_pool.connection() as conn:
+        created = conn.execute(query, (run.tenant_id, uuid.UUID(int=6))).fetchone()
+    assert created == (run.run_id, "Step5", "model", 1, "succeeded", STARTED + timedelta(milliseconds=5))
+
+    recorder.record(
+        step(run, 5, attempt=2, outcome="waiting"), tenant_id=run.tenant_id, session_id="s1", fencing_token=1
+    )
+    with db_pool.connection() as conn:
+        updated = conn.execute(query, (run.tenant_id, uuid.UUID(int=6))).fetchone()
+    assert updated == (run.run_id, "Step5", "model", 2, "waiting", None)
+
+
+def test_a_step_of_another_run_is_refused(recorder: Recorder, run: Run, db_pool: ConnectionPool) -> None:
+    with db_pool.connection() as conn:
+        other_run = conn.execute(
+            "INSERT INTO runs (tenant_id, workflow_id) SELECT tenant_id, workflow_id FROM runs"
+            " WHERE tenant_id = %s AND run_id = %s RETURNING run_id",
+            (run.tenant_id, run.run_id),
+        ).fetchone()
+    assert other_run is not None
+
+    with pytest.raises(UnknownStep, match="belongs to another run"):
+        recorder.record(
+            step(run, 1, run_id=other_run[0], step_id=run.step_id),
+            tenant_id=run.tenant_id,
+            session_id="s1",
+            fencing_token=1,
+        )
+    assert counts(db_pool, run.tenant_id) == (0, 0, 0)
+
+
+def test_record_step_keeps_what_the_gateway_was_asked_and_answered(db_pool: ConnectionPool, run: Run) -> None:
+    now = STARTED + timedelta(seconds=2)
+    recorder = Recorder(db_pool, clock=lambda: now)
+    check_policy, gateway_decision = uuid.uuid4(), uuid.uuid4()
+    request = RecordStepRequest.model_validate(
+        {
+            "tenant_id": run.tenant_id,
+            "session_id": "s1",
+            "fencing_token": 1,
+            "run_id": run.run_id,
+            "step_id": uuid.uuid4(),
+            "node": {"name": "lookup_order", "kind": "tool"},
+            "outcome": "succeeded",
+            "call": {"tool": "lookup_order", "args": {"order_id": "o-1"}},
+            "result": {
+                "tool": "lookup_order",
+                "result": {"found": True},
+                "decision_id": str(gateway_decision),
+                "duration_ms": 250.0,
+            },
+            "policy": {
+                "decision_id": str(check_policy),
+                "bundle_digest": "sha256:abc",
+                "allow": True,
+                "reasons": [],
+                "obligations": {},
+            },
+        }
+    )
+
+    stored = recorder.record_step(request).record
+
+    assert stored.tool is not None
+    assert (stored.tool.name, stored.tool.input, stored.tool.output) == (
+        "lookup_order",
+        {"order_id": "o-1"},
+        {"found": True},
+    )
+    assert stored.policy.model_dump() == {
+        "decision_ids": [str(check_policy), str(gateway_decision)],
+        "bundle_digest": "sha256:abc",
+    }
+    assert (stored.timings.ended_at, stored.timings.duration_ms) == (now, 250)

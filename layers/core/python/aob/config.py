@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     # A Lambda container serves one request at a time: keep no idle connections, allow a few.
     db_pool_min: int = Field(default=0, ge=0)
     db_pool_max: int = Field(default=4, ge=1)
+    db_pool_max_idle_s: float = Field(default=60.0, gt=0)
     db_connect_timeout_s: float = Field(default=5.0, gt=0)
     redis_timeout_s: float = Field(default=2.0, gt=0)
 

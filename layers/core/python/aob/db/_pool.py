@@ -40,6 +40,9 @@ def get_pool() -> ConnectionPool:
                     # RDS Proxy: test each one as it leaves the pool rather than fail the request.
                     check=ConnectionPool.check_connection,
                     timeout=settings.db_connect_timeout_s,
+                    # Give idle connections back soon: every warm container of every function
+                    # holds its own pool, and together they must stay under max_connections.
+                    max_idle=settings.db_pool_max_idle_s,
                     name=APPLICATION_NAME,
                     open=True,
                 )

@@ -73,6 +73,7 @@ class DecisionRecord(_Part):
     messages: list[dict[str, Any]] = Field(default_factory=list)
     model: ModelRef | None = None
     tool: ToolCall | None = None
+    output: Any = Field(default=None, description="the model's reply (a tool's result is tool.output)")
     policy: PolicyRef = Field(default_factory=PolicyRef)
     usage: Usage = Field(default_factory=Usage)
     timings: Timings

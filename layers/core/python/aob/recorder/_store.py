@@ -3,16 +3,19 @@
 `record` is one transaction: the session's fencing-token check, then the run row locked
 (FOR NO KEY UPDATE: writers of one run queue there, so each reads the head the previous one
 committed and the chain never forks, while inserts that only reference the run are not blocked),
-then the decision_records row, a `step.recorded` event on the run's stream and an outbox row.
-Either all three rows commit or none does. Every query names the tenant.
+then the step's row (upserted), the decision_records row, a `step.recorded` event on the run's
+stream and an outbox row. Either all of them commit or none does. A retried step (same step_id,
+attempt and outcome) gets its stored record back and writes nothing. Every query names the tenant.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -20,15 +23,16 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from aob.db import get_pool
+from aob.db.events import RUN_EVENTS, append_run_event
 from aob.errors import ServiceUnavailable, UnknownRun, UnknownStep
 from aob.lease.fencing import check_fencing_token
 from aob.recorder._hash import record_hash
 from aob.recorder._models import ChainReport, DecisionRecord, StoredRecord
+from aob.recorder._steps import RecordStepRequest
 
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "step.recorded"
-DEFAULT_DESTINATION = "aob.run-events"
 
 LOCK_RUN = "SELECT 1 FROM runs WHERE tenant_id = %s AND run_id = %s FOR NO KEY UPDATE"
 RUN_EXISTS = "SELECT 1 FROM runs WHERE tenant_id = %s AND run_id = %s"
@@ -39,28 +43,30 @@ SELECT %(content)s::jsonb,
        (SELECT seq FROM decision_records WHERE tenant_id = %(tenant_id)s AND run_id = %(run_id)s
         ORDER BY seq DESC LIMIT 1),
        (SELECT hash FROM decision_records WHERE tenant_id = %(tenant_id)s AND run_id = %(run_id)s
-        ORDER BY seq DESC LIMIT 1),
-       %(step_id)s::uuid IS NULL OR EXISTS (
-           SELECT 1 FROM steps
-           WHERE tenant_id = %(tenant_id)s AND step_id = %(step_id)s AND run_id = %(run_id)s)
+        ORDER BY seq DESC LIMIT 1)
+"""
+# A retried step (same step, attempt and outcome) finds its record instead of appending another;
+# decision_records_one_per_attempt (migration 0006) backs the lookup.
+SELECT_SAME_STEP = """
+SELECT record_id, seq, prev_hash, hash, recorded_at, record FROM decision_records
+WHERE tenant_id = %(tenant_id)s AND run_id = %(run_id)s AND step_id = %(step_id)s
+  AND (record->>'attempt')::integer = %(attempt)s AND outcome = %(outcome)s
+"""
+# The step's row, written with its record: created at its first record, brought up to date by
+# later ones. A step_id of another run updates nothing and returns no row.
+UPSERT_STEP = """
+INSERT INTO steps (tenant_id, step_id, run_id, state_name, kind, attempt, status, started_at, finished_at)
+VALUES (%(tenant_id)s, %(step_id)s, %(run_id)s, %(state_name)s, %(kind)s, %(attempt)s, %(status)s,
+        %(started_at)s, %(finished_at)s)
+ON CONFLICT (tenant_id, step_id) DO UPDATE
+    SET attempt = EXCLUDED.attempt, status = EXCLUDED.status, finished_at = EXCLUDED.finished_at
+    WHERE steps.run_id = EXCLUDED.run_id
+RETURNING 1
 """
 INSERT_RECORD = """
 INSERT INTO decision_records (tenant_id, run_id, seq, step_id, kind, outcome, record, prev_hash, hash)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 RETURNING record_id, recorded_at
-"""
-INSERT_EVENT = """
-INSERT INTO events (tenant_id, stream_id, seq, event_type, payload)
-VALUES (
-  %(tenant_id)s, %(stream_id)s,
-  (SELECT coalesce(max(seq), 0) + 1 FROM events
-   WHERE tenant_id = %(tenant_id)s AND stream_id = %(stream_id)s),
-  %(event_type)s, %(payload)s
-)
-RETURNING event_id
-"""
-INSERT_OUTBOX = """
-INSERT INTO outbox (tenant_id, message_id, destination, payload, attributes) VALUES (%s, %s, %s, %s, %s)
 """
 SELECT_RECORDS = """
 SELECT record_id, seq, step_id, kind, outcome, record, prev_hash, hash, recorded_at
@@ -68,17 +74,31 @@ FROM decision_records WHERE tenant_id = %s AND run_id = %s ORDER BY seq
 """
 
 
-def stream_id(run_id: uuid.UUID) -> str:
-    """The event stream of a run."""
-    return f"run:{run_id}"
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _log_ids(tenant_id: str, record: DecisionRecord) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "run_id": str(record.run_id),
+        "step_id": record.step_id and str(record.step_id),
+    }
 
 
 class Recorder:
     """The DecisionRecord store on Postgres (the process's pool unless one is given)."""
 
-    def __init__(self, pool: ConnectionPool | None = None, *, destination: str = DEFAULT_DESTINATION) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool | None = None,
+        *,
+        destination: str = RUN_EVENTS,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self._pool = pool
         self._destination = destination
+        self._clock = clock
 
     @contextmanager
     def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
@@ -91,29 +111,30 @@ class Recorder:
     def record(
         self, record: DecisionRecord, *, tenant_id: str, session_id: str, fencing_token: int
     ) -> StoredRecord:
-        """Append `record` to its run's chain, with its event and outbox message, in one transaction.
+        """Append `record` to its run's chain, with its step row, event and outbox row, in one transaction.
 
-        Raises StaleFencingToken (the session's lease was lost: nothing is written), UnknownTenant,
-        UnknownRun (no such run for this tenant) or UnknownStep.
+        Idempotent under retry: a record of a step, attempt and outcome already in the chain is
+        returned as stored, and nothing is written. Raises StaleFencingToken (the session's lease
+        was lost: nothing is written), UnknownTenant, UnknownRun (no such run for this tenant) or
+        UnknownStep (the step_id belongs to another run).
         """
         run_id = record.run_id
         with self._connection(f"record a step of run {run_id}") as conn, conn.transaction():
             check_fencing_token(conn, tenant_id, session_id, fencing_token)
             if conn.execute(LOCK_RUN, (tenant_id, run_id)).fetchone() is None:
                 raise UnknownRun(f"run_id: tenant {tenant_id!r} has no run {run_id}")
+            stored = self._same_step(conn, tenant_id, record)
+            if stored is not None:
+                return stored
+            self._upsert_step(conn, tenant_id, record)
             head = {
                 "content": Jsonb(record.model_dump(mode="json")),
                 "tenant_id": tenant_id,
                 "run_id": run_id,
-                "step_id": record.step_id,
             }
             found = conn.execute(HEAD, head).fetchone()
             assert found is not None  # a SELECT without FROM returns one row
-            content, last_seq, prev_hash, step_ok = found
-            if not step_ok:
-                raise UnknownStep(
-                    f"step_id: run {run_id} of tenant {tenant_id!r} has no step {record.step_id}"
-                )
+            content, last_seq, prev_hash = found
             seq = (last_seq or 0) + 1
             digest = record_hash(content, prev_hash)
             row = conn.execute(
@@ -133,15 +154,7 @@ class Recorder:
             assert row is not None
             record_id, recorded_at = row
             self._announce(conn, tenant_id, record, record_id, seq, digest)
-        logger.info(
-            "step recorded",
-            extra={
-                "tenant_id": tenant_id,
-                "run_id": str(run_id),
-                "step_id": record.step_id and str(record.step_id),
-                "seq": seq,
-            },
-        )
+        logger.info("step recorded", extra=_log_ids(tenant_id, record) | {"seq": seq})
         return StoredRecord(
             tenant_id=tenant_id,
             record_id=record_id,
@@ -151,6 +164,65 @@ class Recorder:
             recorded_at=recorded_at,
             record=DecisionRecord.model_validate(content),
         )
+
+    def record_step(self, request: RecordStepRequest) -> StoredRecord:
+        """Record one governed step (explicit mode's Record state, or a fused gateway) under its lease."""
+        return self.record(
+            request.to_record(self._clock()),
+            tenant_id=request.tenant_id,
+            session_id=request.session_id,
+            fencing_token=request.fencing_token,
+        )
+
+    @staticmethod
+    def _same_step(
+        conn: psycopg.Connection[Any], tenant_id: str, record: DecisionRecord
+    ) -> StoredRecord | None:
+        """The record of this step, attempt and outcome if one is already stored (a retry)."""
+        if record.step_id is None:
+            return None
+        params = {
+            "tenant_id": tenant_id,
+            "run_id": record.run_id,
+            "step_id": record.step_id,
+            "attempt": record.attempt,
+            "outcome": record.outcome,
+        }
+        row = conn.execute(SELECT_SAME_STEP, params).fetchone()
+        if row is None:
+            return None
+        record_id, seq, prev_hash, digest, recorded_at, content = row
+        logger.info("step already recorded", extra=_log_ids(tenant_id, record) | {"seq": seq})
+        return StoredRecord(
+            tenant_id=tenant_id,
+            record_id=record_id,
+            seq=seq,
+            prev_hash=prev_hash,
+            hash=digest,
+            recorded_at=recorded_at,
+            record=DecisionRecord.model_validate(content),
+        )
+
+    @staticmethod
+    def _upsert_step(conn: psycopg.Connection[Any], tenant_id: str, record: DecisionRecord) -> None:
+        if record.step_id is None:
+            return
+        params = {
+            "tenant_id": tenant_id,
+            "step_id": record.step_id,
+            "run_id": record.run_id,
+            "state_name": record.node.name,
+            "kind": record.node.kind,
+            "attempt": record.attempt,
+            "status": record.outcome,
+            "started_at": record.timings.started_at,
+            "finished_at": None if record.outcome == "waiting" else record.timings.ended_at,
+        }
+        if conn.execute(UPSERT_STEP, params).fetchone() is None:
+            raise UnknownStep(
+                f"step_id: step {record.step_id} of tenant {tenant_id!r} belongs to another run than "
+                f"{record.run_id}; pass the step id the run's state machine gave this step"
+            )
 
     def _announce(
         self,
@@ -171,18 +243,7 @@ class Recorder:
             "node": record.node.model_dump(),
             "outcome": record.outcome,
         }
-        event = {
-            "tenant_id": tenant_id,
-            "stream_id": stream_id(record.run_id),
-            "event_type": EVENT_TYPE,
-            "payload": Jsonb(payload),
-        }
-        event_row = conn.execute(INSERT_EVENT, event).fetchone()
-        assert event_row is not None
-        attributes = {"event_type": EVENT_TYPE, "tenant_id": tenant_id}
-        conn.execute(
-            INSERT_OUTBOX, (tenant_id, event_row[0], self._destination, Jsonb(payload), Jsonb(attributes))
-        )
+        append_run_event(conn, tenant_id, record.run_id, EVENT_TYPE, payload, destination=self._destination)
 
     def _rows(self, tenant_id: str, run_id: uuid.UUID) -> list[tuple[Any, ...]]:
         with self._connection(f"read the records of run {run_id}") as conn:
@@ -258,3 +319,9 @@ def _break(
     if columns != recorded:
         return f"columns {columns} do not match the hashed record {recorded}"
     return None
+
+
+@functools.cache
+def get_recorder() -> Recorder:
+    """The process's Recorder, on the process's pool (connected at the first record, not here)."""
+    return Recorder()
