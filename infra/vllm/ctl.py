@@ -45,6 +45,7 @@ ENDPOINT = f"http://{HOST}:{PORT}"
 START_TIMEOUT_S = float(os.environ.get("AOB_VLLM_START_TIMEOUT", "240"))
 STOP_TIMEOUT_S = 20.0
 LOG_TAIL_LINES = 40
+MAX_MODEL_LEN = 2048  # make_tiny_model.py's MAX_POSITIONS: an agent's prompt with its tools fits
 
 
 def _server_command() -> list[str]:
@@ -55,10 +56,14 @@ def _server_command() -> list[str]:
         "--host", HOST,
         "--port", str(PORT),
         "--dtype", "float32",
-        "--max-model-len", "512",
+        "--max-model-len", str(MAX_MODEL_LEN),
         "--enforce-eager",
         "--enable-auto-tool-choice",
         "--tool-call-parser", "hermes",
+        # Pin a forced call's arguments to the tool's JSON Schema, as if every tool were
+        # `strict`: otherwise only the call's envelope is constrained and a random model
+        # fills "arguments" with any JSON value (`true`, a number).
+        "--tool-strict-level", "parameter",
     ]  # fmt: skip
 
 

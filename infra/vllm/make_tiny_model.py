@@ -23,11 +23,19 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SEED = 0
 VOCAB_SIZE = 512
-MAX_POSITIONS = 512
+MAX_POSITIONS = 2048  # an agent's prompt: ~600 tokens of tool definitions, then each round's call and results
 EOS = "<|endoftext|>"
 SPECIAL_TOKENS = [EOS, "<|im_start|>", "<|im_end|>"]
 # Not special: they must survive decoding so the hermes parser can find tool calls in the text.
-TOOL_TOKENS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+# "</tool_call>" is left out on purpose: as one token, a forced call's JSON string argument
+# could hold it (the grammar allows any token without a quote), and the parser would cut the
+# call there. Spelled out in pieces, it practically never turns up inside an argument.
+TOOL_TOKENS = ["<tool_call>", "<tool_response>", "</tool_response>"]
+# Raw control characters (tab, carriage return, ...) are not valid inside a JSON string, but the
+# grammar vLLM builds for a string with a maxLength lets them through; without them in the
+# vocabulary, forced tool calls always parse. Newline stays: the chat template needs it. (Input
+# holding them loses them: the tokenizer drops characters it has no token for.)
+NOT_IN_VOCABULARY = [chr(byte) for byte in range(32) if chr(byte) != "\n"]
 
 CHAT_TEMPLATE = """\
 {%- if tools -%}
@@ -76,7 +84,8 @@ WORDS = (
     "the a an agent workflow step state tenant run policy quota lease token tool call function "
     "model request response event decision allow deny retry timeout error budget user assistant "
     "system message weather city name arguments result value list json string number true false "
-    "lambda queue table record cache key lock time second minute limit reserve release check"
+    "lambda queue table record cache key lock time second minute limit reserve release check "
+    "web search query results title url snippet calculator expression question answer facts"
 )
 
 
@@ -94,6 +103,13 @@ def training_text(lines: int = 2000) -> list[str]:
     return text
 
 
+def _alphabet() -> list[str]:
+    """ByteLevel's 256 characters (one per byte) less those of NOT_IN_VOCABULARY's bytes."""
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    left_out = {byte_level.pre_tokenize_str(char)[0][0] for char in NOT_IN_VOCABULARY}
+    return sorted(set(pre_tokenizers.ByteLevel.alphabet()) - left_out)
+
+
 def build_tokenizer() -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -102,7 +118,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE - len(TOOL_TOKENS),
         special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=_alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator(training_text(), trainer=trainer)

@@ -51,7 +51,14 @@ def test_the_tools_file_adds_http_and_lambda_tools_to_the_builtins(tmp_path: Pat
     tools = registry(tmp_path, REFUND, EMAIL)
     refund, email = tools.get("issue_refund"), tools.get("send_email")
 
-    assert tools.names == ["calculator", "issue_refund", "lookup_order", "send_email"]
+    assert tools.names == [
+        "calculator",
+        "extract_keywords",
+        "issue_refund",  # the file's http tool, in place of the simulated built-in
+        "lookup_order",
+        "send_email",
+        "text_stats",
+    ]
     assert isinstance(refund, HttpTool) and (refund.kind, refund.method, refund.timeout_s) == (
         "http",
         "POST",
@@ -97,7 +104,7 @@ def test_arguments_off_the_schema_are_refused_naming_each_field(tmp_path: Path) 
 
 def test_an_unknown_tool_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
-        UnknownTool, match="no tool 'refund'; known tools: calculator, issue_refund, lookup_order"
+        UnknownTool, match="no tool 'refund'; known tools: calculator, extract_keywords, issue_refund, lookup"
     ):
         registry(tmp_path, REFUND).get("refund")
 

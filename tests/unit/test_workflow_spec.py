@@ -37,8 +37,17 @@ def test_committed_schema_is_the_generated_one() -> None:
 
 def test_example_spec_loads_from_yaml() -> None:
     loaded = load_spec(ROOT / "examples" / "support_triage" / "workflow.yaml")
-    assert loaded.start == "classify"
-    assert set(loaded.nodes) == {"classify", "route", "lookup_order", "approve_refund", "refund", "done"}
+    assert loaded.start == "intake"
+    assert set(loaded.nodes) == {
+        "intake",
+        "route_category",
+        "classify",
+        "route",
+        "lookup_order",
+        "approve_refund",
+        "refund",
+        "done",
+    }
 
 
 def test_json_spec_loads(tmp_path: Path) -> None:

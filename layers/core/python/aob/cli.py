@@ -14,9 +14,12 @@ from typing import Any
 
 import boto3
 
+from aob.approvals.cli import register as register_approvals
 from aob.config import get_settings
 from aob.errors import AobError
 from aob.policy.cli import register as register_policy
+from aob.runs.cli import add_publish_arguments, cmd_publish
+from aob.runs.cli import register as register_runs
 
 
 def project_root() -> Path:
@@ -41,6 +44,8 @@ def _localstack(action: str) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from aob.deploy import PolicySigner, deploy_stack
 
+    if args.spec:
+        return cmd_publish(args)
     root = project_root()
     settings = get_settings()
     account = _client("sts").get_caller_identity()["Account"]
@@ -173,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--redis-url", help="default: AOB_REDIS_URL")
     deploy.add_argument("--policy-key", help="PEM Ed25519 key signing the policy bundle (default: a dev key)")
     deploy.add_argument("--policy-key-id", help="its key id (default: derived from the key)")
+    add_publish_arguments(deploy)
     deploy.set_defaults(func=cmd_deploy)
 
     selfcheck = sub.add_parser("selfcheck", help="run the self-check flow on the deployed stack")
@@ -197,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.set_defaults(func=cmd_preflight)
 
     register_policy(sub)
+    register_approvals(sub)
+    register_runs(sub)
     return parser
 
 

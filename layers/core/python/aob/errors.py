@@ -208,5 +208,24 @@ class ApprovalRejected(AobError):
     """An approver rejected the step (the approval task fails with this error name)."""
 
 
+class NoPendingApproval(InvalidInput):
+    """The run has no approval waiting for a decision (none requested, or already decided)."""
+
+
+class ApprovalExpired(AobError):
+    """The approval's time ran out (or Step Functions no longer waits for it): it cannot be decided."""
+
+
 class LoopBoundExceeded(AobError):
     """A workflow loop passed its choice's `max_iterations`: the run stops instead of looping on."""
+
+
+class UnknownWorkflow(InvalidInput):
+    """The tenant has no published workflow of that name (or version): publish it (`aob deploy SPEC`)."""
+
+
+class RunNotStarted(ServiceUnavailable):
+    """Step Functions refused to start the run; the run is stored as failed with the error.
+
+    Starting again with the same idempotency key retries the same run.
+    """

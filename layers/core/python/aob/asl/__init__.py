@@ -2,10 +2,20 @@
 
 from aob.asl._governed import (
     GovernanceArns,
+    StepRecord,
     acquire_lease,
     governed_call,
     lambda_task,
+    record_step,
     release_lease,
 )
 
-__all__ = ["GovernanceArns", "acquire_lease", "governed_call", "lambda_task", "release_lease"]
+__all__ = [
+    "GovernanceArns",
+    "StepRecord",
+    "acquire_lease",
+    "governed_call",
+    "lambda_task",
+    "record_step",
+    "release_lease",
+]

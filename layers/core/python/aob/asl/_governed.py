@@ -1,8 +1,11 @@
 """The explicit governed step as Amazon States Language states.
 
-    <Step>CheckPolicy -> <Step>IsAllowed? -no-> <Step>Denied -> on_denied
+    <Step>CheckPolicy -> <Step>IsAllowed? -no-> <Step>Denied [-> <Step>RecordDenied] -> on_denied
                                          -yes-> <Step>ReserveTokens -> <Step> (the call)
-                                                -> <Step>SettleTokens -> next
+                                                -> <Step>SettleTokens [-> <Step>Record] -> next
+
+With `record` (workflows compiled by aob.workflows), the step's DecisionRecord is written by the
+step recorder function after the settlement, and a denial's before the run leaves the step.
 
 Lease acquisition and release wrap a whole run (one lease per session) and are separate states.
 Every state keeps its input (`ResultPath`) and puts governance results under `$.governance`, so
@@ -33,6 +36,19 @@ class GovernanceArns:
     session_lease: str = "${SessionLeaseFunctionArn}"
     policy_check: str = "${PolicyCheckFunctionArn}"
     metering: str = "${MeteringFunctionArn}"
+    step_recorder: str = "${StepRecorderFunctionArn}"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What a governed step's Record states send besides the outcome (see aob.recorder.RecordStepRequest).
+
+    `fields` are payload entries: `step_id.$`, `node` ({name, kind}) and `call` (what the gateway
+    was asked); a failing record goes to `on_failure` with the error at `$.error`.
+    """
+
+    fields: dict[str, Any]
+    on_failure: str
 
 
 def lambda_task(function_arn: str, payload: dict[str, Any], result_path: str, **extra: Any) -> State:
@@ -78,6 +94,35 @@ def release_lease(arns: GovernanceArns, **transition: Any) -> State:
     )
 
 
+def record_step(
+    arns: GovernanceArns,
+    step: str,
+    record: StepRecord,
+    outcome: str,
+    extra: dict[str, Any],
+    **transition: Any,
+) -> State:
+    """A Record state: the step's DecisionRecord, written under the run's lease (a retry adds none)."""
+    payload = {
+        "tenant_id.$": "$.tenant_id",
+        "session_id.$": "$.session_id",
+        "fencing_token.$": "$.governance.lease.value.fencing_token",
+        "run_id.$": "$.run_id",
+        **record.fields,
+        "outcome": outcome,
+        "policy.$": f"$.governance.{step}.policy.value",
+        **extra,
+    }
+    return lambda_task(
+        arns.step_recorder,
+        payload,
+        f"$.governance.{step}.record",
+        Retry=[{**_RETRY_TRANSIENT, "ErrorEquals": ["ServiceUnavailable", *LAMBDA_TRANSIENT]}],
+        Catch=[{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": record.on_failure}],
+        **transition,
+    )
+
+
 def governed_call(
     step: str,
     call: State,
@@ -90,16 +135,27 @@ def governed_call(
     next_state: str,
     on_denied: str,
     on_quota_exceeded: str,
+    record: StepRecord | None = None,
 ) -> dict[str, State]:
     """The states of one governed call named `step`; `call` is its Task state (Next is set here).
 
     usage_path points at `{"input_tokens", "output_tokens"}` in the state after the call.
     A deny is a branch (`<step>Denied`, reasons in `$.denied`); QuotaExceeded is caught into
-    `$.error` and routed to on_quota_exceeded.
+    `$.error` and routed to on_quota_exceeded. With `record`, `<step>Record` follows the
+    settlement (the call's result at `call["ResultPath"].value`) and `<step>RecordDenied` the deny.
     """
     decision = f"$.governance.{step}.policy.value"
     reservation = f"$.governance.{step}.reservation.value"
-    return {
+    after_settle, after_denied = next_state, on_denied
+    recorded: dict[str, State] = {}
+    if record:
+        after_settle, after_denied = f"{step}Record", f"{step}RecordDenied"
+        result = {"result.$": f"{call['ResultPath']}.value"}
+        recorded = {
+            f"{step}Record": record_step(arns, step, record, "succeeded", result, Next=next_state),
+            f"{step}RecordDenied": record_step(arns, step, record, "denied", {}, Next=on_denied),
+        }
+    states = {
         f"{step}CheckPolicy": lambda_task(
             arns.policy_check,
             {
@@ -126,7 +182,7 @@ def governed_call(
                 "bundle_digest.$": f"{decision}.bundle_digest",
             },
             "ResultPath": "$.denied",
-            "Next": on_denied,
+            "Next": after_denied,
         },
         f"{step}ReserveTokens": lambda_task(
             arns.metering,
@@ -151,6 +207,7 @@ def governed_call(
                 "output_tokens.$": f"{usage_path}.output_tokens",
             },
             f"$.governance.{step}.settlement",
-            Next=next_state,
+            Next=after_settle,
         ),
     }
+    return {**states, **recorded}

@@ -8,6 +8,9 @@ The policy decision is taken before any provider is called. An allowed decision'
 written to Postgres (once tokens are reserved) while the model works, and the answer is only
 returned once the record is stored: if it cannot be, the (already settled) call fails with
 ServiceUnavailable rather than return an unaudited answer. A refusal is recorded before it is raised.
+
+Fused mode: a request with `record` also gets its step's DecisionRecord written (aob.recorder),
+after the call was answered and settled, or before a denial is raised.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aob.errors import PolicyDenied, PolicyEvaluationFailed, PromptTooLarge
+from aob.errors import ConfigurationError, PolicyDenied, PolicyEvaluationFailed, PromptTooLarge
 from aob.llm._config import ModelRoutes, TierConfig
 from aob.llm._models import ChatRequest, ChatResult, Usage
 from aob.llm._provider import ModelProvider
@@ -29,6 +33,7 @@ from aob.llm._router import Routed, Router
 from aob.llm._state import GatewayState
 from aob.metering.models import Reservation, ReserveRequest, Settlement, SettleRequest
 from aob.policy import DecisionRecorder, ModelAction, PolicyDecision, PolicyInput
+from aob.recorder import Node, RecordStepRequest, StepPolicy, StepRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +74,10 @@ class ModelGateway:
         default_max_tokens: int = 512,
         max_prompt_chars: int = 100_000,
         clock: Callable[[], float] = time.time,
+        step_recorder: StepRecorder | None = None,
     ) -> None:
+        self._clock = clock
+        self._step_recorder = step_recorder
         self._routes = routes
         self._router = Router(routes, providers, state, clock=clock)
         self._policy = policy
@@ -100,6 +108,7 @@ class ModelGateway:
             self._record_quietly(record)
             raise
         recorded = self._background.submit(record)  # written while the model works
+        started = self._now()
         body: dict[str, Any] = {**prompt, "max_tokens": max_tokens}
         if request.temperature is not None:
             body["temperature"] = request.temperature
@@ -123,7 +132,10 @@ class ModelGateway:
                 model=result.model[:200],
             )
         )
-        recorded.result()  # no answer leaves without its decision record
+        try:
+            self._record_step(request, "succeeded", decision, result, (started, self._now()))
+        finally:
+            recorded.result()  # no answer leaves without its decision record
         logger.info(
             "model call answered",
             extra=ids
@@ -157,6 +169,7 @@ class ModelGateway:
         decision, input_sha256 = self._policy.decide(policy_input)
         if not decision.allow:
             self._recorder.record(policy_input, input_sha256, decision)
+            self._record_step(request, "denied", decision)
             raise PolicyDenied(
                 f"policy denied model tier {request.tier} for tenant {request.tenant_id}: "
                 f"{'; '.join(decision.reasons)} (decision {decision.decision_id})",
@@ -171,6 +184,45 @@ class ModelGateway:
                 f"(decision {decision.decision_id})"
             )
         return decision, functools.partial(self._recorder.record, policy_input, input_sha256, decision)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _record_step(
+        self,
+        request: ChatRequest,
+        outcome: str,
+        decision: PolicyDecision,
+        result: ChatResult | None = None,
+        timed: tuple[datetime, datetime] | None = None,
+    ) -> None:
+        """Fused mode: write the step's DecisionRecord when the request says where (`record`)."""
+        if request.record is None:
+            return
+        if self._step_recorder is None:
+            raise ConfigurationError(
+                "record: this model gateway has no step recorder; build it with one (get_model_gateway does)"
+            )
+        started, ended = timed or (None, None)
+        self._step_recorder.record_step(
+            RecordStepRequest.model_validate(
+                {
+                    "tenant_id": request.tenant_id,
+                    "session_id": request.record.session_id,
+                    "fencing_token": request.record.fencing_token,
+                    "run_id": request.run_id,
+                    "step_id": request.step_id,
+                    "attempt": request.record.attempt,
+                    "node": Node(name=request.record.node, kind="model"),
+                    "outcome": outcome,
+                    "call": request.prompt_body(),
+                    "result": result and result.model_dump(mode="json"),
+                    "policy": StepPolicy.model_validate(decision.model_dump(mode="json")),
+                    "started_at": started,
+                    "ended_at": ended,
+                }
+            )
+        )
 
     @staticmethod
     def _result(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from aob.policy import Principal
+from aob.recorder import RecordTarget
 from aob.tenants import TenantId
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@/+|-]{1,200}$")]
@@ -123,6 +124,15 @@ class ChatRequest(_Strict):
     extra_body: dict[str, JsonValue] = Field(
         default_factory=dict, description="provider-specific body fields passed through, e.g. ignore_eos"
     )
+    record: RecordTarget | None = Field(
+        default=None, description="fused mode: record the step's DecisionRecord (node and session lease)"
+    )
+
+    @model_validator(mode="after")
+    def _recorded_steps_are_named(self) -> Self:
+        if self.record and (self.run_id is None or self.step_id is None):
+            raise ValueError("record needs run_id and step_id: pass the run's and step's ids, or no record")
+        return self
 
     @field_validator("extra_body")
     @classmethod

@@ -21,6 +21,7 @@ from aob.llm._state import BreakerPolicy, RedisGatewayState
 from aob.llm._warm_pool import WarmPool
 from aob.metering import get_metering
 from aob.policy import PostgresDecisionRecorder, get_policy_service
+from aob.recorder import get_recorder
 
 
 def _key_source(keys: ApiKeys, ref: str | None) -> Callable[[], SecretStr | None]:
@@ -55,6 +56,7 @@ def get_model_gateway() -> ModelGateway:
         get_metering(),
         default_max_tokens=settings.default_max_tokens,
         max_prompt_chars=settings.max_prompt_chars,
+        step_recorder=get_recorder(),
     )
 
 

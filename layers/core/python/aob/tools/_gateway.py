@@ -15,13 +15,25 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 from pydantic import JsonValue, ValidationError
 
-from aob.errors import AobError, ApprovalRequired, InvalidToolArguments, PolicyDenied, PolicyEvaluationFailed
+from aob.approvals import Approval
+from aob.errors import (
+    AobError,
+    ApprovalRequired,
+    ConfigurationError,
+    InvalidToolArguments,
+    PolicyDenied,
+    PolicyEvaluationFailed,
+)
 from aob.metering import Reservation, ReserveRequest, Settlement, SettleRequest
 from aob.policy import PolicyDecision, PolicyInput
+from aob.recorder import Node, RecordStepRequest, StepPolicy, StepRecorder
 from aob.tools._idempotency import IdempotentCalls, idempotency_key
 from aob.tools._models import ToolCall, ToolResult
 from aob.tools._output import Redaction, truncate
@@ -70,8 +82,42 @@ def _policy_input(call: ToolCall, args: dict[str, JsonValue]) -> PolicyInput:
         raise InvalidToolArguments(f"invalid arguments for tool {call.tool}: {problems(exc)}") from exc
 
 
-def enforce(call: ToolCall, decision: PolicyDecision) -> Redaction:
-    """The redaction to apply if the decision lets the call run; otherwise the error that stops it."""
+class ApprovalLookup(Protocol):
+    def get(self, tenant_id: str, run_id: UUID, approval_id: UUID) -> Approval | None: ...
+
+
+def _default_approvals() -> ApprovalLookup:
+    from aob.approvals import get_approval_service  # built on first use, only for calls that carry one
+
+    return get_approval_service()
+
+
+def _approved_by(
+    call: ToolCall, approver_roles: list[str], approvals: ApprovalLookup | None
+) -> tuple[Approval | None, str]:
+    """The call's approval if it lets the call through, else None and why not."""
+    if call.approval_id is None:
+        return None, "the call carries no approval_id"
+    found = (approvals or _default_approvals()).get(call.tenant_id, call.run_id, call.approval_id)
+    if found is None:
+        return None, f"approval {call.approval_id} is not one of run {call.run_id}"
+    if found.status != "approved":
+        return None, f"approval {call.approval_id} is {found.status}, not approved"
+    if not set(found.decided_roles or []) & set(approver_roles):
+        return (
+            None,
+            f"approval {call.approval_id} was decided by {found.decided_by}, who holds none of these roles",
+        )
+    return found, ""
+
+
+def enforce(call: ToolCall, decision: PolicyDecision, approvals: ApprovalLookup | None = None) -> Redaction:
+    """The redaction to apply if the decision lets the call run; otherwise the error that stops it.
+
+    An obligation `require_approval` is met by the call's `approval_id`: an approval of the same
+    tenant and run, approved by someone holding one of the obligation's approver roles (looked up
+    in `approvals`, by default the container's ApprovalService).
+    """
     decision_id = str(decision.decision_id)
     if not decision.allow:
         raise PolicyDenied(
@@ -88,12 +134,15 @@ def enforce(call: ToolCall, decision: PolicyDecision) -> Redaction:
         roles = details.get("approver_roles")
         approver_roles = [str(role) for role in roles] if isinstance(roles, list) else []
         reason = str(details.get("reason") or f"{call.tool} needs approval")
-        raise ApprovalRequired(
-            f"{reason}; ask one of: {', '.join(approver_roles) or 'an approver'}",
-            decision_id=decision_id,
-            approver_roles=approver_roles,
-            reason=reason,
-        )
+        approved, why_not = _approved_by(call, approver_roles, approvals)
+        if approved is None:
+            raise ApprovalRequired(
+                f"{reason}; ask one of: {', '.join(approver_roles) or 'an approver'} ({why_not})",
+                decision_id=decision_id,
+                approver_roles=approver_roles,
+                reason=reason,
+            )
+        logger.info("approval %s honoured", approved.approval_id, extra=_ids(call))
     return Redaction.from_obligation(decision.obligations.get("redact", []))
 
 
@@ -106,7 +155,11 @@ class ToolGateway:
         calls: IdempotentCalls,
         *,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        recorder: StepRecorder | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._recorder = recorder
+        self._clock = clock
         self.registry = registry
         self._policy = policy
         self._metering = metering
@@ -120,11 +173,14 @@ class ToolGateway:
         request = _policy_input(call, args)
         key = idempotency_key(call, args)
         decision = self._policy.check(request)
+        if not decision.allow:
+            self._record(call, "denied", args, decision)  # then enforce raises PolicyDenied
         redaction = enforce(call, decision)
         sent_args, redacted = redaction.apply("args", args)
         reservation = self._metering.reserve(
             ReserveRequest(tenant_id=call.tenant_id, capability=CAPABILITY, estimate_tokens=0, request_id=key)
         )
+        started = self._clock()
         try:
             executed = self._calls.run(key, lambda: tool.execute(sent_args, key), timeout_s=tool.timeout_s)
         except Exception:
@@ -138,7 +194,7 @@ class ToolGateway:
             "replayed" if executed.replayed else "executed",
             extra=_ids(call) | {"idempotency_key": key, "decision_id": str(decision.decision_id)},
         )
-        return ToolResult(
+        answer = ToolResult(
             tool=call.tool,
             result=result,
             truncated=truncated,
@@ -147,6 +203,45 @@ class ToolGateway:
             replayed=executed.replayed,
             decision_id=decision.decision_id,
             duration_ms=executed.duration_ms,
+        )
+        self._record(call, "succeeded", sent_args, decision, answer, (started, self._clock()))
+        return answer
+
+    def _record(
+        self,
+        call: ToolCall,
+        outcome: str,
+        args: dict[str, JsonValue],
+        decision: PolicyDecision,
+        answer: ToolResult | None = None,
+        timed: tuple[datetime, datetime] | None = None,
+    ) -> None:
+        """Fused mode: write the step's DecisionRecord when the call says where (`record`)."""
+        if call.record is None:
+            return
+        if self._recorder is None:
+            raise ConfigurationError(
+                "record: this tool gateway has no recorder; build it with one (get_tool_gateway does)"
+            )
+        started, ended = timed or (None, None)
+        self._recorder.record_step(
+            RecordStepRequest.model_validate(
+                {
+                    "tenant_id": call.tenant_id,
+                    "session_id": call.record.session_id,
+                    "fencing_token": call.record.fencing_token,
+                    "run_id": call.run_id,
+                    "step_id": call.step_id,
+                    "attempt": call.record.attempt,
+                    "node": Node(name=call.record.node, kind="tool"),
+                    "outcome": outcome,
+                    "call": {"tool": call.tool, "args": args},  # args as sent: redacted where the policy said
+                    "result": answer and answer.model_dump(mode="json"),
+                    "policy": StepPolicy.model_validate(decision.model_dump(mode="json")),
+                    "started_at": started,
+                    "ended_at": ended,
+                }
+            )
         )
 
     def _settle(self, call: ToolCall, reservation: Reservation) -> None:

@@ -92,12 +92,12 @@ class HttpTool(Tool):
         url = self.url_for(args)
         rest = {name: value for name, value in args.items() if name not in self._in_url}
         in_body = self.method in _BODY_METHODS
-        query = None if in_body else {name: _text(value) for name, value in rest.items()}
+        if not in_body and rest:  # merged into the template's own query string (params= would replace it)
+            url = url.copy_merge_params({name: _text(value) for name, value in rest.items()})
         try:
             with self._client().stream(
                 self.method,
                 url,
-                params=query,
                 json=rest if in_body else None,
                 headers=self.headers | {"Idempotency-Key": idempotency_key, "Accept": "application/json"},
                 timeout=self.timeout_s,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from aob.policy import Principal
 from aob.policy._models import Name
+from aob.recorder import RecordTarget
 from aob.tenants import TenantId
 
 # A registered tool's name: the policy catalogue's key, and part of log lines and messages.
@@ -33,6 +34,12 @@ class ToolCall(BaseModel):
     tool: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     args: dict[str, JsonValue] = {}
     data_classes: list[Name] = []
+    approval_id: UUID | None = Field(
+        default=None, description="an approved approval of this run, for a call the policy says needs one"
+    )
+    record: RecordTarget | None = Field(
+        default=None, description="fused mode: record the step's DecisionRecord (node and session lease)"
+    )
 
 
 class ToolResult(BaseModel):

@@ -16,7 +16,7 @@ import httpx
 from aob.errors import ConfigurationError, UnknownTool
 from aob.tools._specs import load_tools
 from aob.tools._tool import Tool
-from aob.tools.builtins import BUILTINS
+from aob.tools.builtins import BUILTINS, STAND_INS
 
 
 class ToolRegistry:
@@ -29,8 +29,14 @@ class ToolRegistry:
 
     @classmethod
     def load(cls, tools_file: Path | None, http_client: Callable[[], httpx.Client]) -> ToolRegistry:
-        """The built-ins, plus the tools of `tools_file` if given."""
-        return cls([*BUILTINS, *(load_tools(tools_file, http_client) if tools_file else [])])
+        """The built-ins, plus the tools of `tools_file` if given.
+
+        A file tool may replace a built-in stand-in (`STAND_INS`, e.g. the simulated payment
+        provider's `issue_refund`); shadowing any other built-in is refused.
+        """
+        loaded = load_tools(tools_file, http_client) if tools_file else []
+        replaced = STAND_INS & {tool.name for tool in loaded}
+        return cls([*(tool for tool in BUILTINS if tool.name not in replaced), *loaded])
 
     @property
     def names(self) -> list[str]:

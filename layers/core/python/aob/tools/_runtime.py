@@ -5,7 +5,8 @@ AOB_TOOLS_FILE              optional JSON file of http and lambda tools (format:
 AOB_TOOLS_MAX_RESULT_BYTES  cap on a result's JSON, past which it is cut (default 65536)
 AOB_TOOLS_IDEMPOTENCY_TTL_S how long a call's result is kept for retries and replays (default a week)
 
-Policy, metering and Redis come from their own settings (AOB_POLICY_*, AOB_REDIS_URL, ...).
+Policy, metering, Redis and the step recorder (Postgres) come from their own settings
+(AOB_POLICY_*, AOB_REDIS_URL, AOB_DATABASE_URL, ...).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aob.cache import get_redis
 from aob.errors import ConfigurationError
 from aob.metering import get_metering
 from aob.policy import get_policy_service
+from aob.recorder import get_recorder
 from aob.tools import _idempotency
 from aob.tools._gateway import DEFAULT_MAX_RESULT_BYTES, ToolGateway
 from aob.tools._idempotency import DEFAULT_EXPIRES_AFTER_S, IdempotentCalls
@@ -64,4 +66,5 @@ def get_tool_gateway() -> ToolGateway:
             get_redis(), key_prefix=_idempotency.KEY_PREFIX, expires_after_s=settings.idempotency_ttl_s
         ),
         max_result_bytes=settings.max_result_bytes,
+        recorder=get_recorder(),
     )

@@ -1,10 +1,19 @@
-"""The python tools shipped in the layer: `lookup_order` (a small built-in dataset) and `calculator`."""
+"""The python tools shipped in the layer.
+
+`lookup_order` and `issue_refund` work on a small built-in order dataset (the refund simulates a
+payment provider: same order and amount, same refund id); `calculator` does arithmetic;
+`text_stats` and `extract_keywords` are the document tools of the document pipeline. All are
+pure and deterministic, so a replayed step gets the same result.
+"""
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import math
 import operator
+import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Literal
@@ -152,7 +161,7 @@ class Calculation(BaseModel):
 
 
 def calculator(args: CalculatorArgs) -> Calculation:
-    """Evaluate an arithmetic expression (numbers, + - * / // % ** and parentheses) in floating point."""
+    """Evaluate arithmetic: numbers, + - * / // % ** and parentheses."""
     try:
         value = _evaluate(ast.parse(args.expression, mode="eval"))
     except (ZeroDivisionError, OverflowError, ValueError) as exc:
@@ -162,7 +171,114 @@ def calculator(args: CalculatorArgs) -> Calculation:
     return Calculation(expression=args.expression, value=value)
 
 
+class IssueRefundArgs(_Args):
+    order_id: Annotated[str, Field(pattern=r"^o-[0-9]{1,12}$", description="order id, e.g. o-1001")]
+    amount: Annotated[float, Field(gt=0, description="in the order's currency, at most 2 decimals")]
+
+    @field_validator("amount")
+    @classmethod
+    def _cents(cls, amount: float) -> float:
+        if round(amount, 2) != amount:
+            raise ValueError("at most 2 decimals (cents)")
+        return amount
+
+
+class Refund(BaseModel):
+    refund_id: str = Field(description="the provider's id: the same for the same order and amount")
+    order_id: str
+    amount: float
+    currency: str
+
+
+def issue_refund(args: IssueRefundArgs) -> Refund:
+    """Refund part or all of an order: at most the order's total, in the order's currency."""
+    order = ORDERS.get(args.order_id)
+    if order is None:
+        raise ToolFailed(f"issue_refund: order_id: no order {args.order_id!r}", error_type="UnknownOrder")
+    if args.amount > order.total:
+        raise ToolFailed(
+            f"issue_refund: amount: {args.amount:.2f} is above the order total {order.total:.2f} "
+            f"{order.currency}; refund at most the total",
+            error_type="AmountAboveTotal",
+        )
+    digest = hashlib.sha256(f"{order.order_id}:{args.amount:.2f}".encode()).hexdigest()
+    return Refund(
+        refund_id=f"rf-{digest[:16]}", order_id=order.order_id, amount=args.amount, currency=order.currency
+    )
+
+
+MAX_TEXT = 100_000
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, description="plain text")]
+_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
+_SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)")
+_STOPWORD_TEXT = """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers him his how i if in into is it its itself just me more most my
+    no nor not now of off on once only or other our ours out over own same she should so some such
+    than that the their theirs them then there these they this those through to too under until up
+    very was we were what when where which while who whom why will with would you your yours"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+class TextStatsArgs(_Args):
+    text: Text
+    words_per_minute: int = Field(default=200, ge=50, le=1000, description="reading speed")
+
+
+class TextStats(BaseModel):
+    words: int
+    sentences: int = Field(description="runs of text ending in . ! or ? (or the text's end)")
+    characters: int
+    reading_time_s: int = Field(description="words at words_per_minute, rounded up to the second")
+
+
+def text_stats(args: TextStatsArgs) -> TextStats:
+    """Count a text's words, sentences and characters and estimate its reading time."""
+    words = len(_words(args.text))
+    sentences = sum(1 for part in _SENTENCE_END.split(args.text) if _WORD.search(part))
+    return TextStats(
+        words=words,
+        sentences=sentences,
+        characters=len(args.text),
+        reading_time_s=math.ceil(words * 60 / args.words_per_minute),
+    )
+
+
+class ExtractKeywordsArgs(_Args):
+    text: Text
+    top_n: int = Field(default=5, ge=1, le=50, description="how many keywords")
+
+
+class Keyword(BaseModel):
+    word: str
+    count: int
+
+
+class Keywords(BaseModel):
+    keywords: list[Keyword] = Field(description="most frequent first; ties in alphabetical order")
+
+
+def extract_keywords(args: ExtractKeywordsArgs) -> Keywords:
+    """The text's most frequent words (lowercased; stopwords, numbers and words under 3 letters left out)."""
+    counts = Counter(
+        word
+        for word in (word.lower() for word in _words(args.text))
+        if len(word) >= 3 and word not in STOPWORDS and not word.isdigit()
+    )
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: args.top_n]
+    return Keywords(keywords=[Keyword(word=word, count=count) for word, count in ranked])
+
+
+# Built-ins that simulate an external system: a deployment's tools file may replace them.
+STAND_INS = frozenset({"issue_refund"})
 BUILTINS: tuple[PythonTool, ...] = (
     PythonTool("lookup_order", lookup_order, LookupOrderArgs, OrderLookup),
     PythonTool("calculator", calculator, CalculatorArgs, Calculation),
+    PythonTool("issue_refund", issue_refund, IssueRefundArgs, Refund),
+    PythonTool("text_stats", text_stats, TextStatsArgs, TextStats),
+    PythonTool("extract_keywords", extract_keywords, ExtractKeywordsArgs, Keywords),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aob.asl import GovernanceArns, governed_call
+from aob.asl import GovernanceArns, StepRecord, governed_call
 from aob.asl._governed import State
 from aob.workflows import _states as asl
 
@@ -31,6 +31,13 @@ class Scope:
         return f"{self.where}nodes.{name}.{field}."
 
 
+# The payload entries of a gateway call that say what it was asked: recorded as the step's `call`.
+CALL_FIELDS = ("tool", "args", "messages", "tools")
+LEASE = {"session_id.$": "$.session_id", "fencing_token.$": "$.governance.lease.value.fencing_token"}
+# What a map iteration needs to record its steps: the session and the run's lease.
+ITEM_LEASE = {"session_id.$": "$.session_id", "governance": {"lease.$": "$.governance.lease"}}
+
+
 @dataclass
 class Piece:
     """A node's states and the ones a successful pass enters, in order."""
@@ -43,6 +50,7 @@ def governed(
     explicit: bool,
     arns: GovernanceArns,
     step: str,
+    node: str,
     kind: str,
     call: State,
     action: dict[str, Any],
@@ -50,9 +58,18 @@ def governed(
     exit: dict[str, Any],
     scope: Scope,
 ) -> Piece:
-    """A gateway call: alone (fused), or as the explicit governed step around it (policy, reserve, settle)."""
+    """A gateway call of spec node `node`, recording its step: alone (fused: the gateway records,
+    told where by the payload's `record`), or as the explicit governed step around it (policy,
+    reserve, call, settle, Record)."""
+    payload = call["Parameters"]["Payload"]
     if not explicit:
+        payload["record"] = {"node": node, **LEASE}
         return Piece({step: {**call, **exit}}, [step])
+    asked = {key: value for key, value in payload.items() if key.removesuffix(".$") in CALL_FIELDS}
+    record = StepRecord(
+        {"step_id.$": payload["step_id.$"], "node": {"name": node, "kind": kind}, "call": asked},
+        scope.failure,
+    )
     states = governed_call(
         step,
         call,
@@ -64,13 +81,21 @@ def governed(
         next_state=scope.failure,  # replaced below by the node's exit
         on_denied=scope.denial,
         on_quota_exceeded=scope.failure,
+        record=record,
     )
     _inline(states[f"{step}CheckPolicy"], "action", action)
     _inline(states[f"{step}ReserveTokens"], "estimate_tokens", estimate_tokens)
-    settle = states[f"{step}SettleTokens"]
-    del settle["Next"]
-    settle.update(exit)
-    path = [f"{step}CheckPolicy", f"{step}IsAllowed", f"{step}ReserveTokens", step, f"{step}SettleTokens"]
+    recorded = states[f"{step}Record"]
+    del recorded["Next"]
+    recorded.update(exit)
+    path = [
+        f"{step}CheckPolicy",
+        f"{step}IsAllowed",
+        f"{step}ReserveTokens",
+        step,
+        f"{step}SettleTokens",
+        f"{step}Record",
+    ]
     return Piece(states, path)
 
 

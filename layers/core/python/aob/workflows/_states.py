@@ -6,6 +6,7 @@ from typing import Any
 
 from aob.asl import GovernanceArns, lambda_task
 from aob.asl._governed import LAMBDA_TRANSIENT, State
+from aob.workflows import _tools
 from aob.workflows.spec import AgentNode, ApprovalNode, Condition, ModelNode, ToolNode
 
 # What each gateway raises when retrying later may pass (aob.errors); Lambda's own are retried too.
@@ -71,7 +72,7 @@ def messages(node: ModelNode | AgentNode) -> list[dict[str, Any]]:
 
 
 def model_payload(node: ModelNode | AgentNode, step: str, messages_field: dict[str, Any]) -> dict[str, Any]:
-    """A ChatRequest for the model gateway; tools are named (the gateway's registry has their schemas)."""
+    """A ChatRequest for the model gateway, with the full definition of each tool it may propose."""
     payload = {
         "tenant_id.$": "$.tenant_id",
         "principal.$": "$.principal",
@@ -82,7 +83,9 @@ def model_payload(node: ModelNode | AgentNode, step: str, messages_field: dict[s
         "max_tokens": node.max_tokens,
     }
     if node.tools:
-        payload["tools"] = [{"type": "function", "function": {"name": tool}} for tool in node.tools]
+        payload["tools"] = _tools.definitions(node.tools)
+    if node.tool_choice:
+        payload["tool_choice"] = _tools.tool_choice(node.tool_choice)
     return payload
 
 
@@ -152,12 +155,17 @@ def model_call(node: ModelNode, step: str, result_path: str, failure: str) -> St
     )
 
 
+def _approval_id(node: ToolNode) -> dict[str, str]:
+    """The approval that lets the call through (the approval node's result: SendTaskSuccess output)."""
+    return {"approval_id.$": f"$.{node.approval}.approval_id"} if node.approval else {}
+
+
 def tool_call(node: ToolNode, step: str, result_path: str, failure: str) -> tuple[State, dict[str, Any]]:
     """The tool gateway task and the policy action it is (the same tool and arguments)."""
     args = {"args": {**node.constants, **{f"{key}.$": path for key, path in node.args.items()}}}
     call = lambda_task(
         GATEWAY_ARN["tool"],
-        tool_payload(step, {"tool": node.tool}, args),
+        tool_payload(step, {"tool": node.tool, **_approval_id(node)}, args),
         result_path,
         ResultSelector={"value.$": "$.Payload", "result.$": "$.Payload.result", "usage": NO_USAGE},
         Retry=retry("tool"),
@@ -166,8 +174,14 @@ def tool_call(node: ToolNode, step: str, result_path: str, failure: str) -> tupl
     return call, {"kind": "tool", "tool": node.tool, **args}
 
 
-def approval(name: str, node: ApprovalNode, step: str, reject: str, failure: str) -> State:
-    """The approval function gets a task token; the run waits for SendTaskSuccess/Failure or the timeout."""
+def approval(name: str, node: ApprovalNode, step: str, reject: str, failure: str) -> dict[str, State]:
+    """The approval function gets a task token; the run waits for SendTaskSuccess/Failure or the timeout.
+
+    No decision in time is a rejection (`<Node>TimedOut` says so at `$.error`): the run takes the
+    reject path as for a person's `ApprovalRejected`, and never fails with `States.Timeout` itself
+    (LocalStack ends a Fail state whose ErrorPath resolves to States.Timeout as States.Runtime).
+    """
+    prefix = pascal(name)
     payload = {
         **CONTEXT,
         "task_token.$": "$$.Task.Token",
@@ -177,7 +191,8 @@ def approval(name: str, node: ApprovalNode, step: str, reject: str, failure: str
         "timeout_s": node.timeout_s,
         **({"reason": node.reason} if node.reason else {}),
     }
-    return {
+    timed_out = {"Error": "ApprovalRejected", "Cause": f"no decision within {node.timeout_s} s"}
+    wait = {
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
         "Parameters": {"FunctionName": APPROVAL_ARN, "Payload": payload},
@@ -187,9 +202,19 @@ def approval(name: str, node: ApprovalNode, step: str, reject: str, failure: str
             {"ErrorEquals": LAMBDA_TRANSIENT, "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}
         ],
         "Catch": [
-            {"ErrorEquals": ["States.Timeout", "ApprovalRejected"], "ResultPath": "$.error", "Next": reject},
+            {"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": f"{prefix}TimedOut"},
+            {"ErrorEquals": ["ApprovalRejected"], "ResultPath": "$.error", "Next": reject},
             *catch_all(failure),
         ],
+    }
+    return {
+        prefix: wait,
+        f"{prefix}TimedOut": {
+            "Type": "Pass",
+            "Parameters": timed_out,
+            "ResultPath": "$.error",
+            "Next": reject,
+        },
     }
 
 

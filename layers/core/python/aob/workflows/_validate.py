@@ -9,6 +9,7 @@ An agent's own model/tool loop is bounded by its required `max_steps` and is not
 from __future__ import annotations
 
 from aob.errors import SpecInvalid
+from aob.workflows import _tools
 from aob.workflows.spec import (
     UNARY_OPERATORS,
     AgentNode,
@@ -19,6 +20,7 @@ from aob.workflows.spec import (
     ModelNode,
     Node,
     ParallelNode,
+    ToolNode,
     TransformNode,
     WorkflowSpec,
 )
@@ -71,6 +73,7 @@ def _check_scope(scope: Branch, where: str, problems: list[str], seen: dict[str,
             if name not in reached
         )
         problems.extend(_unbounded_cycles(scope, where))
+    problems.extend(_approval_problems(scope, where))
 
 
 def _check_node(node: Node, at: str, problems: list[str]) -> None:
@@ -86,6 +89,7 @@ def _check_node(node: Node, at: str, problems: list[str]) -> None:
                 f"{at}.prompt_args: the prompt has {holes} {{}} placeholder(s), "
                 f"but there are {len(node.prompt_args)} prompt_args"
             )
+        problems.extend(_tools.problems(node.tools, node.tool_choice, at))
     if isinstance(node, ChoiceNode):
         for index, rule in enumerate(node.choices):
             message = _condition_problem(rule.operator, rule.value)
@@ -111,14 +115,38 @@ def _condition_problem(operator: str, value: str | float | bool | None) -> str |
     return None
 
 
-def _reachable(scope: Branch) -> set[str]:
+def _approval_problems(scope: Branch, where: str) -> list[str]:
+    """A tool's `approval` must name an approval node of its scope that every path to the tool approves."""
+    problems: list[str] = []
+    for name, node in scope.nodes.items():
+        if not isinstance(node, ToolNode) or node.approval is None:
+            continue
+        at = f"{where}nodes.{name}.approval"
+        gate = scope.nodes.get(node.approval)
+        if not isinstance(gate, ApprovalNode):
+            what = f"a {gate.type} node" if gate is not None else "no node of this scope"
+            problems.append(f"{at}: {node.approval!r} is {what}; name an approval node (type: approval)")
+        elif name in _reachable(scope, unless_approved_by=node.approval):
+            problems.append(
+                f"{at}: {name} can be reached without {node.approval} approving "
+                f"(route every path to {name} through {node.approval}'s next)"
+            )
+    return problems
+
+
+def _reachable(scope: Branch, unless_approved_by: str | None = None) -> set[str]:
     reached, todo = set(), [scope.start]
     while todo:
         name = todo.pop()
         if name in reached or name not in scope.nodes:
             continue
         reached.add(name)
-        todo.extend(target for _, target in edges(scope.nodes[name]))
+        # Past the approval node, only its rejection edge leaves it unapproved.
+        todo.extend(
+            target
+            for field, target in edges(scope.nodes[name])
+            if name != unless_approved_by or field == "on_reject"
+        )
     return reached
 
 

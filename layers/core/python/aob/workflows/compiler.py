@@ -1,11 +1,14 @@
 """Compile a workflow spec to Amazon States Language, with governance explicit or fused.
 
-explicit: the run holds the session's lease (AcquireLease first, ReleaseLease at every end) and
-each model/tool node is a governed call (CheckPolicy -> IsAllowed -> ReserveTokens -> gateway ->
-SettleTokens). fused: each model/tool node is one gateway task, which gates, meters and records
-inside. Both: Retry on transient errors, and every failure goes (error at `$.error`) to the run's
-failure path `RecordFailure -> Failed`. The run's input: tenant_id, principal, run_id, session_id
-(explicit mode) and whatever the nodes' JSONPaths read (e.g. `$.input`).
+Both modes hold the session's lease for the whole run (AcquireLease first, ReleaseLease at every
+end): every step's DecisionRecord is written under its fencing token. explicit: each model/tool
+node is a governed call (CheckPolicy -> IsAllowed -> ReserveTokens -> gateway -> SettleTokens ->
+Record; a deny -> RecordDenied). fused: each model/tool node is one gateway task, which gates,
+meters and records inside (its payload's `record` says the node and the lease). Both: Retry on
+transient errors, and every failure goes (error at `$.error`) to the run's failure path
+`RecordFailure -> Failed`. The run's input: tenant_id, principal, run_id, session_id and whatever
+the nodes' JSONPaths read (e.g. `$.input`). Map iterations get the session and the lease in
+their ItemSelector; parallel branches get the whole state.
 
     python -m aob.workflows.compiler examples/support_triage/workflow.yaml
 
@@ -26,7 +29,7 @@ from aob.asl._governed import State
 from aob.errors import SpecInvalid
 from aob.workflows import _states as asl
 from aob.workflows._agent import agent_states
-from aob.workflows._nodes import Piece, Scope, governed, prune
+from aob.workflows._nodes import ITEM_LEASE, Piece, Scope, governed, prune
 from aob.workflows._validate import validate
 from aob.workflows.spec import (
     AgentNode,
@@ -94,14 +97,13 @@ class _Compiler:
         return asl.step_id(scope.step_scope, name, *counters, *loops)
 
     def compile(self) -> dict[str, Any]:
-        end = {"Next": "ReleaseLease"} if self.explicit else {"End": True}
         body = self.branch(
-            Branch(start=self.spec.start, nodes=self.spec.nodes), Scope("", "$$.Execution.Id", end)
+            Branch(start=self.spec.start, nodes=self.spec.nodes),
+            Scope("", "$$.Execution.Id", {"Next": "ReleaseLease"}),
         )
-        start, prologue = body["StartAt"], {}
-        if self.explicit:
-            prologue["AcquireLease"] = acquire_lease(self.arns, next_state=start)
-            start = "AcquireLease"
+        start = body["StartAt"]
+        prologue = {"AcquireLease": acquire_lease(self.arns, next_state=start)}
+        start = "AcquireLease"
         if self.loops:
             counters = {name: {"count": 0} for name in self.loops}
             prologue["StartRun"] = {
@@ -113,7 +115,8 @@ class _Compiler:
             start = "StartRun"
         states = {**dict(reversed(prologue.items())), **body["States"]}
         run_states = [name for name in states if self.owners.get(name) == RUN] + list(prologue)
-        self.stats[RUN] = NodeStats(len(run_states), len(prologue) + self.explicit, 2 * self.explicit)
+        # A pass enters the prologue and ReleaseLease; the lease's two Lambda calls.
+        self.stats[RUN] = NodeStats(len(run_states), len(prologue) + 1, 2)
         mode = "explicit" if self.explicit else "fused"
         return {
             "Comment": f"{self.spec.name} v{self.spec.version}, {mode} governance (aob.workflows compiler)",
@@ -162,8 +165,6 @@ class _Compiler:
             "ResultPath": "$.failure",
         }
         failed = {"Type": "Fail", "ErrorPath": "$.failure.error", "CausePath": "$.failure.cause"}
-        if not self.explicit:
-            return {scope.denial: denial, "RecordFailure": {**record, "Next": "Failed"}, "Failed": failed}
         release_failed = [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.governance.release_error", "Next": "Failed"}
         ]
@@ -205,19 +206,19 @@ class _Compiler:
             call = asl.model_call(node, self.step_id(scope, name), at, scope.failure)
             action = {"kind": "model", "tier": node.tier}
             piece = governed(
-                self.explicit, self.arns, prefix, "model", call, action, node.max_tokens, exit, scope
+                self.explicit, self.arns, prefix, name, "model", call, action, node.max_tokens, exit, scope
             )
         elif isinstance(node, ToolNode):
             call, action = asl.tool_call(node, self.step_id(scope, name), at, scope.failure)
-            piece = governed(self.explicit, self.arns, prefix, "tool", call, action, 0, exit, scope)
+            piece = governed(self.explicit, self.arns, prefix, name, "tool", call, action, 0, exit, scope)
         elif isinstance(node, AgentNode):
             piece = agent_states(self, name, node, scope, exit)
         elif isinstance(node, ApprovalNode):
             reject = (
                 self.entry(node.on_reject, branch.nodes[node.on_reject]) if node.on_reject else scope.failure
             )
-            state = asl.approval(name, node, self.step_id(scope, name), reject, scope.failure)
-            piece = Piece({prefix: {**state, **exit}}, [prefix])
+            states = asl.approval(name, node, self.step_id(scope, name), reject, scope.failure)
+            piece = Piece({**states, prefix: {**states[prefix], **exit}}, [prefix])
         elif isinstance(node, TransformNode):
             state = {"Type": "Pass", "Parameters": node.parameters, "ResultPath": node.result_path or at}
             piece = Piece({prefix: {**state, **exit}}, [prefix])
@@ -261,6 +262,7 @@ class _Compiler:
         inner = Scope(f"{prefix}Item", "$.step_scope", {"End": True}, scope.nested(name, "iterator"))
         selector = {
             **asl.CONTEXT,
+            **ITEM_LEASE,
             "item.$": "$$.Map.Item.Value",
             "step_scope.$": asl.format_call("{}/{}/{}", [scope.step_scope, f"'{name}'", "$$.Map.Item.Index"]),
             **({"loops.$": "$.loops"} if self.loops else {}),

@@ -25,6 +25,13 @@ JsonPath = Annotated[
 ]
 Tier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
 ToolName = Annotated[str, Field(min_length=1, max_length=200)]
+ToolChoice = Annotated[
+    Literal["auto", "required", "none"] | ToolName,
+    Field(
+        description="auto: the model decides; required: it must call a tool; none: it may not; "
+        "a tool's name: it must call that tool"
+    ),
+]
 EdgePolicy = Annotated[ToolAction | ModelAction | EgressAction, Field(discriminator="kind")]
 
 
@@ -56,6 +63,7 @@ class ModelNode(_Prompt, _Edge):
 
     type: Literal["model"]
     tools: list[ToolName] = Field(default=[], description="tools the model may propose (not run here)")
+    tool_choice: ToolChoice | None = None
 
 
 class ToolNode(_Edge):
@@ -65,6 +73,11 @@ class ToolNode(_Edge):
     tool: ToolName
     args: dict[str, JsonPath] = Field(default={}, description="argument name -> JSONPath into the state")
     constants: dict[str, JsonValue] = Field(default={}, description="arguments with fixed values")
+    approval: NodeName | None = Field(
+        default=None,
+        description="an approval node every path here passes: its approval_id goes with the call "
+        "(for tools the policy says need approval)",
+    )
 
 
 class AgentNode(_Prompt, _Edge):
@@ -72,6 +85,7 @@ class AgentNode(_Prompt, _Edge):
 
     type: Literal["agent"]
     tools: list[ToolName] = Field(min_length=1)
+    tool_choice: ToolChoice | None = None
     max_steps: int = Field(ge=1, le=100, description="the most model-and-tools rounds before answering")
 
 
