@@ -17,7 +17,7 @@ export AOB_ROOT := $(CURDIR)
 .PHONY: help setup up down status migrate deploy demo test test-fast test-integration bench lint clean
 
 help:
-	@echo "make demo   set up, start LocalStack, migrate, deploy, run the self-check flow, stop"
+	@echo "make demo   set up, start LocalStack and vLLM, migrate, deploy, run a refund approved from the CLI, stop"
 	@echo "make test   set up and run unit, functional and integration tests"
 	@echo "other: setup up down status migrate deploy bench [BENCH=name] lint clean"
 
@@ -39,8 +39,8 @@ migrate: setup
 deploy: up
 	@$(AOB) deploy
 
-demo: setup
-	@infra/with-localstack.sh bash -c '$(AOB) preflight && $(AOB) migrate && $(AOB) deploy && $(AOB) selfcheck'
+demo:
+	@infra/demo.sh
 
 test: setup test-fast test-integration
 
