@@ -1,10 +1,11 @@
 """Approval step: a task-token request from the state machine, or a person's decision from the CLI/API.
 
 Request (the `approval` node's waitForTaskToken task): {tenant_id, principal, run_id, step_id,
-task_token, node, approver_role, timeout_s, reason?} -> {approval_id, status}; the run then waits.
+task_token, session_id, fencing_token, node, approver_role, timeout_s, reason?} -> {approval_id, status};
+the run then waits.
 Decision: {"action": "decide", tenant_id, run_id, principal, approve, reason?, approval_id?} -> the
 approval as stored. Refusals raise their named errors (InvalidInput, UnknownRun, NoPendingApproval,
-ApprovalExpired, PolicyDenied, ServiceUnavailable). The task token is never logged.
+ApprovalExpired, PolicyDenied, StaleFencingToken, ServiceUnavailable). The task token is never logged.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Each test's run is a real execution of a state machine holding the compiler's `a
 (aob.workflows._states.approval: its TimeoutSeconds, Retry and Catch), on an activity instead of
 `lambda:invoke.waitForTaskToken`: the test is the activity worker, and hands the task token to
 functions/approval in-process, as the Lambda would get it. Deciding then answers the real task.
+The run holds a session lease (fencing token LEASE) as compiled runs do: the approval's
+DecisionRecords, waiting then decided, are written under it into the run's hash chain.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from typing import Any
 
 import pytest
 from aob.approvals import ApprovalService, StepFunctionsCallback, get_approval_service
-from aob.errors import ApprovalExpired, ApprovalRequired, InvalidInput, NoPendingApproval, PolicyDenied
+from aob.errors import (
+    ApprovalExpired,
+    ApprovalRequired,
+    InvalidInput,
+    NoPendingApproval,
+    PolicyDenied,
+    StaleFencingToken,
+)
+from aob.lease.fencing import check_fencing_token
 from aob.policy import (
     PolicyDecision,
     get_policy_service,
@@ -26,6 +36,7 @@ from aob.policy import (
     public_key_b64,
     sign_bundle,
 )
+from aob.recorder import Recorder, StoredRecord
 from aob.tenants import create_tenant
 from aob.tools import ToolCall
 from aob.tools._gateway import enforce
@@ -49,6 +60,10 @@ VALUES (%s, 'refunds', 1, '{}', 'sha') RETURNING workflow_id
 """
 INSERT_RUN = "INSERT INTO runs (tenant_id, workflow_id, status) VALUES (%s, %s, 'waiting') RETURNING run_id"
 EVENTS = "SELECT event_type, payload FROM events WHERE tenant_id = %s AND stream_id = %s ORDER BY seq"
+STEPS = (
+    "SELECT state_name, kind, status, finished_at IS NOT NULL FROM steps WHERE tenant_id = %s AND run_id = %s"
+)
+LEASE = 4  # the run's fencing token
 
 
 @pytest.fixture
@@ -89,7 +104,13 @@ class Run:
             definition=json.dumps(self._definition(timeout_s, on_reject)),
             roleArn=ROLE_ARN,
         )["stateMachineArn"]
-        execution_input = {"tenant_id": self.tenant_id, "principal": REQUESTER, "run_id": self.run_id}
+        execution_input = {
+            "tenant_id": self.tenant_id,
+            "principal": REQUESTER,
+            "run_id": self.run_id,
+            "session_id": self.run_id,
+            "governance": {"lease": {"value": {"fencing_token": LEASE}}},
+        }
         self.execution = sfn.start_execution(
             stateMachineArn=self.state_machine, input=json.dumps(execution_input)
         )["executionArn"]
@@ -164,6 +185,18 @@ class Run:
         with pool.connection() as conn:
             return [tuple(row) for row in conn.execute(EVENTS, (self.tenant_id, f"run:{self.run_id}"))]  # type: ignore[misc]
 
+    def records(self, pool: ConnectionPool) -> list[StoredRecord]:
+        return Recorder(pool).list_records(self.tenant_id, uuid.UUID(self.run_id))
+
+    def outcomes(self, pool: ConnectionPool) -> list[tuple[str, str, str]]:
+        """(node, kind, outcome) of each record, in chain order; the chain must verify."""
+        assert Recorder(pool).verify_chain(self.tenant_id, uuid.UUID(self.run_id)).ok
+        return [(r.record.node.name, r.record.node.kind, r.record.outcome) for r in self.records(pool)]
+
+    def steps(self, pool: ConnectionPool) -> list[tuple[Any, ...]]:
+        with pool.connection() as conn:
+            return [tuple(row) for row in conn.execute(STEPS, (self.tenant_id, self.run_id))]
+
     def close(self) -> None:
         if self.status()["status"] == "RUNNING":
             self.sfn.stop_execution(executionArn=self.execution)
@@ -207,7 +240,39 @@ def test_an_approval_resumes_the_run_with_who_approved(
     assert decided["decided_roles"] == ["approver"] and decided["decision_reason"] == "order checked"
     assert decided["requested_by"] == "user:requester" and decided["approver_roles"] == ["approver"]
     assert "task_token" not in decided
-    assert [event for event, _ in run.events(db_pool)] == ["approval.requested", "approval.decided"]
+    assert [event for event, _ in run.events(db_pool)] == [
+        "approval.requested",
+        "step.recorded",
+        "approval.decided",
+        "step.recorded",
+    ]
+    assert run.outcomes(db_pool) == [
+        ("approve_refund", "approval", "waiting"),
+        ("approve_refund", "approval", "succeeded"),
+    ]
+    waiting, approved = (stored.record for stored in run.records(db_pool))
+    assert waiting.step_id == approved.step_id == uuid.UUID(decided["step_id"])
+    assert waiting.inputs == {
+        "approver_roles": ["approver"],
+        "reason": "A refund moves money back to the customer.",
+        "timeout_s": 300,
+        "requested_by": "user:requester",
+    }
+    assert approved.inputs == {
+        "decided_by": "user:approver",
+        "decided_roles": ["approver"],
+        "reason": "order checked",
+    }
+    # The policy decision that let the approver decide, as the policy service stored it.
+    [decision_id] = approved.policy.decision_ids
+    assert approved.policy.bundle_digest
+    with db_pool.connection() as conn:
+        row = conn.execute(
+            "SELECT allow FROM policy_decisions WHERE tenant_id = %s AND decision_id = %s",
+            (run.tenant_id, decision_id),
+        ).fetchone()
+    assert row == (True,)
+    assert run.steps(db_pool) == [("approve_refund", "approval", "succeeded", True)]
 
 
 def test_a_retried_request_finds_the_same_approval(
@@ -219,7 +284,9 @@ def test_a_retried_request_finds_the_same_approval(
     first, again = handler(event), handler(event)
 
     assert again == first
-    assert [event for event, _ in run.events(db_pool)] == ["approval.requested"]
+    assert [event for event, _ in run.events(db_pool)] == ["approval.requested", "step.recorded"]
+    assert run.outcomes(db_pool) == [("approve_refund", "approval", "waiting")]
+    assert run.steps(db_pool) == [("approve_refund", "approval", "waiting", False)]
     with db_pool.connection() as conn:
         count = conn.execute(
             "SELECT count(*) FROM approvals WHERE tenant_id = %s", (run.tenant_id,)
@@ -228,7 +295,7 @@ def test_a_retried_request_finds_the_same_approval(
 
 
 def test_a_rejection_fails_the_run_with_approval_rejected_and_the_reason(
-    start_run: Callable[..., Run],
+    start_run: Callable[..., Run], db_pool: ConnectionPool
 ) -> None:
     run = start_run()
     handler(run.take_task())
@@ -240,6 +307,14 @@ def test_a_rejection_fails_the_run_with_approval_rejected_and_the_reason(
     assert described["error"] == "ApprovalRejected"
     assert described["cause"] == "the order was never delivered"
     assert decided["status"] == "rejected" and decided["decision_reason"] == "the order was never delivered"
+    assert run.outcomes(db_pool) == [
+        ("approve_refund", "approval", "waiting"),
+        ("approve_refund", "approval", "failed"),
+    ]
+    rejected = run.records(db_pool)[-1].record
+    assert rejected.error == {"type": "ApprovalRejected", "reason": "the order was never delivered"}
+    assert rejected.inputs["decided_by"] == "user:approver" and rejected.policy.decision_ids
+    assert run.steps(db_pool) == [("approve_refund", "approval", "failed", True)]
 
 
 def test_a_rejection_without_a_reason_is_refused_and_the_run_still_waits(
@@ -267,13 +342,26 @@ def test_no_answer_in_time_takes_the_rejection_path_and_deciding_later_says_expi
         "Cause": "no decision within 1 s",
     }
 
-    with pytest.raises(ApprovalExpired, match=f"approval {requested['approval_id']} .* has expired"):
+    with pytest.raises(ApprovalExpired, match=f"approval {requested['approval_id']} .* has expired") as found:
         run.decide(APPROVER)
     with pytest.raises(ApprovalExpired, match="has expired; it cannot be decided"):
         run.decide(APPROVER, approval_id=requested["approval_id"])
     [approval] = get_approval_service().list_approvals(run.tenant_id, uuid.UUID(run.run_id))
     assert approval.status == "expired" and approval.decided_by is None
-    assert [event for event, _ in run.events(db_pool)] == ["approval.requested", "approval.expired"]
+    assert [event for event, _ in run.events(db_pool)] == [
+        "approval.requested",
+        "step.recorded",
+        "approval.expired",
+        "step.recorded",
+    ]
+    assert run.outcomes(db_pool) == [
+        ("approve_refund", "approval", "waiting"),
+        ("approve_refund", "approval", "failed"),
+    ]
+    expired = run.records(db_pool)[-1].record
+    assert expired.error is not None and expired.error["type"] == "ApprovalExpired"
+    assert expired.error["reason"] and expired.error["reason"] in str(found.value)  # by clock or SFN
+    assert expired.inputs == {"noticed_by": "user:approver"}
 
 
 def test_when_step_functions_no_longer_waits_the_approval_is_marked_expired(
@@ -319,7 +407,8 @@ def test_a_principal_the_policy_refuses_changes_nothing(
 
     [approval] = get_approval_service().list_approvals(run.tenant_id, uuid.UUID(run.run_id))
     assert approval.status == "pending" and approval.decided_by is None
-    assert [event for event, _ in run.events(db_pool)] == ["approval.requested"]
+    assert [event for event, _ in run.events(db_pool)] == ["approval.requested", "step.recorded"]
+    assert run.outcomes(db_pool) == [("approve_refund", "approval", "waiting")]
     assert run.status()["status"] == "RUNNING"
     # The same approval is still there for someone allowed to decide it.
     assert run.decide(APPROVER)["approval_id"] == requested["approval_id"]
@@ -388,3 +477,36 @@ def test_the_policy_service_records_who_was_refused(
         [(allow, summary)] = conn.execute(query, (run.tenant_id,)).fetchall()
     assert allow is False
     assert summary["action"]["kind"] == "approve" and summary["principal"]["subject"] == "user:ops-2"
+
+
+def test_a_decision_after_another_holder_took_the_runs_lease_is_refused_and_the_run_still_waits(
+    start_run: Callable[..., Run], db_pool: ConnectionPool
+) -> None:
+    run = start_run()
+    handler(run.take_task())
+    # Another holder of the run's session writes with a newer fencing token.
+    with db_pool.connection() as conn, conn.transaction():
+        check_fencing_token(conn, run.tenant_id, run.run_id, LEASE + 1)
+
+    with pytest.raises(StaleFencingToken, match="another holder has since taken: nothing was decided"):
+        run.decide(APPROVER)
+
+    [approval] = get_approval_service().list_approvals(run.tenant_id, uuid.UUID(run.run_id))
+    assert approval.status == "pending"
+    assert run.outcomes(db_pool) == [("approve_refund", "approval", "waiting")]
+    assert run.status()["status"] == "RUNNING"  # Step Functions was not answered
+
+
+def test_a_request_under_a_lost_lease_stores_nothing(
+    start_run: Callable[..., Run], db_pool: ConnectionPool
+) -> None:
+    run = start_run()
+    event = run.take_task()
+    with db_pool.connection() as conn, conn.transaction():
+        check_fencing_token(conn, run.tenant_id, run.run_id, LEASE + 1)
+
+    with pytest.raises(StaleFencingToken):
+        handler(event)
+
+    assert get_approval_service().list_approvals(run.tenant_id, uuid.UUID(run.run_id)) == []
+    assert run.records(db_pool) == [] and run.events(db_pool) == []

@@ -106,6 +106,12 @@ def tool_records(detail: dict[str, Any], tool: str) -> list[dict[str, Any]]:
     return [r for r in detail["records"] if (r["record"]["tool"] or {}).get("name") == tool]
 
 
+def approval_records(detail: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(node, outcome, error) of the run's approval records, in chain order."""
+    found = [r["record"] for r in detail["records"] if r["record"]["node"]["kind"] == "approval"]
+    return [(r["node"]["name"], r["outcome"], r["error"]) for r in found]
+
+
 def wait_until_waiting(aws, stack, tenant: str, run_id: str) -> dict[str, Any]:
     detail = wait_for_run(aws, stack, tenant, run_id, until=("waiting", "succeeded", "failed"))
     assert detail["run"]["status"] == "waiting", detail["run"]
@@ -197,7 +203,11 @@ def test_resuming_never_repeats_the_lookup_before_the_pause(approved, tenant, mo
 def test_the_records_chain_and_a_changed_record_is_named(approved, tenant, mode: str) -> None:
     run_id = approved[mode]["run_id"]
     detail = approved[mode]["detail"]
-    assert detail["chain"]["ok"] and detail["chain"]["records"] == len(detail["records"]) >= 2
+    assert detail["chain"]["ok"] and detail["chain"]["records"] == len(detail["records"]) >= 4
+    assert approval_records(detail) == [
+        ("approve_refund", "waiting", None),
+        ("approve_refund", "succeeded", None),
+    ]
     lookup = tool_records(detail, "lookup_order")[0]
     with get_pool().connection() as conn, conn.transaction():
         # The table is append-only (a trigger refuses UPDATE); its owner can switch that off.
@@ -234,6 +244,10 @@ def test_a_rejection_ends_the_run_failed_with_its_reason(
     assert detail["run"]["error"] == {"error": "ApprovalRejected", "cause": reason}
     assert tool_records(detail, "issue_refund") == []
     assert detail["chain"]["ok"]
+    assert approval_records(detail) == [
+        ("approve_refund", "waiting", None),
+        ("approve_refund", "failed", {"type": "ApprovalRejected", "reason": reason}),
+    ]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import uuid
@@ -10,14 +11,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aob.approvals import Approval, ApprovalRequest, DecideRequest, StepFunctionsCallback
+from aob.approvals import (
+    Approval,
+    ApprovalRequest,
+    ApprovalService,
+    DecideRequest,
+    StepFunctionsCallback,
+    _service,
+)
+from aob.approvals._records import decided_record, requested_record
 from aob.approvals.cli import cmd_approve
 from aob.cli import build_parser
-from aob.errors import ApprovalExpired, ApprovalRequired, InvalidInput, ServiceUnavailable
+from aob.errors import (
+    ApprovalExpired,
+    ApprovalRequired,
+    InvalidInput,
+    ServiceUnavailable,
+    StaleFencingToken,
+)
 from aob.handlers import parse_event
-from aob.policy import PolicyDecision
+from aob.policy import PolicyDecision, PolicyInput
+from aob.recorder import DecisionRecord
 from aob.tools import ToolCall
 from aob.tools._gateway import enforce
+from aob.workflows import _states as asl
+from aob.workflows.spec import ApprovalNode
 from botocore.exceptions import ClientError
 
 RUN_ID = uuid.UUID("5f0c6d9e-8b1a-4c1e-9a51-2b7f3c9d0a11")
@@ -142,12 +160,19 @@ def test_an_approval_is_not_looked_up_when_the_policy_asks_for_none() -> None:
 
 
 def test_the_compiled_approval_payload_is_an_approval_request() -> None:
+    node = ApprovalNode(type="approval", approver_role="approver", timeout_s=60, reason="why", next="x")
+    compiled = asl.approval("approve_refund", node, "$.step", "Rejected", "Failed")["ApproveRefund"]
+    fields = {key.removesuffix(".$") for key in compiled["Parameters"]["Payload"]}
+    # Every field the approval function takes comes from the state machine, the run's lease included.
+    assert fields == set(ApprovalRequest.model_fields)
     event = {
         "tenant_id": "acme",
         "principal": {"subject": "user:ops-1", "roles": ["operator"]},
         "run_id": str(RUN_ID),
         "task_token": TOKEN,
         "step_id": "f88f247dc0156e794db243809445bbf6",  # States.Hash's 32 hex digits
+        "session_id": str(RUN_ID),
+        "fencing_token": 3,
         "node": "approve_refund",
         "approver_role": "approver",
         "timeout_s": 86400,
@@ -157,7 +182,10 @@ def test_the_compiled_approval_payload_is_an_approval_request() -> None:
     request = parse_event(ApprovalRequest, event)
 
     assert str(request.step_id) == "f88f247d-c015-6e79-4db2-43809445bbf6"
+    assert (request.session_id, request.fencing_token) == (str(RUN_ID), 3)
     assert TOKEN not in repr(request)
+    with pytest.raises(InvalidInput, match="fencing_token: Field required"):
+        parse_event(ApprovalRequest, {k: v for k, v in event.items() if k != "fencing_token"})
 
 
 def test_a_rejection_without_a_reason_is_invalid_naming_the_field() -> None:
@@ -290,3 +318,258 @@ def test_a_refused_decision_exits_non_zero_with_the_functions_error(
     assert code == 1
     assert client.invoked[0]["event"]["approve"] is False
     assert "aob: error: PolicyDenied: user:ops-1 may not decide approval" in capsys.readouterr().err
+
+
+# -- the approval's DecisionRecords -----------------------------------------------------------
+
+STEP_ID = uuid.UUID("f88f247d-c015-6e79-4db2-43809445bbf6")
+REQUESTED_AT = datetime(2025, 1, 1, 9, tzinfo=UTC)
+ASKED = ApprovalRequest.model_validate(
+    {
+        "tenant_id": "acme",
+        "principal": {"subject": "user:ops-1", "roles": ["operator"]},
+        "run_id": RUN_ID,
+        "step_id": STEP_ID,
+        "task_token": TOKEN,
+        "session_id": str(RUN_ID),
+        "fencing_token": 3,
+        "node": "approve_refund",
+        "approver_role": "approver",
+        "timeout_s": 3600,
+        "reason": "A refund moves money back to the customer.",
+    }
+)
+
+
+def settled(status: str, reason: str | None = None) -> Approval:
+    decided = status in ("approved", "rejected")
+    return Approval(
+        tenant_id="acme",
+        approval_id=APPROVAL_ID,
+        run_id=RUN_ID,
+        step_id=STEP_ID,
+        node="approve_refund",
+        approver_roles=["approver"],
+        reason=None,
+        status=status,  # type: ignore[arg-type]
+        requested_by="user:ops-1",
+        decided_by="user:boss" if decided else None,
+        decided_roles=["approver"] if decided else None,
+        decision_reason=reason,
+        requested_at=REQUESTED_AT,
+        expires_at=REQUESTED_AT.replace(hour=10),
+        decided_at=REQUESTED_AT.replace(minute=30) if status != "pending" else None,
+    )
+
+
+def test_a_requested_approval_records_its_step_as_waiting_for_the_roles() -> None:
+    record = requested_record(ASKED, REQUESTED_AT)
+
+    assert (record.run_id, record.step_id, record.outcome) == (RUN_ID, STEP_ID, "waiting")
+    assert record.node.model_dump() == {"name": "approve_refund", "kind": "approval"}
+    assert record.inputs == {
+        "approver_roles": ["approver"],
+        "reason": "A refund moves money back to the customer.",
+        "timeout_s": 3600,
+        "requested_by": "user:ops-1",
+    }
+    assert TOKEN not in record.model_dump_json()
+
+
+def test_an_approval_records_who_approved_and_the_policy_decision_that_let_them() -> None:
+    allowed = needs_approval()
+
+    record = decided_record(settled("approved", "order checked"), allowed)
+
+    assert (record.step_id, record.outcome, record.error) == (STEP_ID, "succeeded", None)
+    assert record.inputs == {
+        "decided_by": "user:boss",
+        "decided_roles": ["approver"],
+        "reason": "order checked",
+    }
+    assert record.policy.decision_ids == [str(allowed.decision_id)]
+    assert record.policy.bundle_digest == "sha256:test"
+    assert record.timings.duration_ms == 30 * 60 * 1000  # from the request to the decision
+
+
+def test_a_rejection_and_an_expiry_record_a_failed_step_saying_why() -> None:
+    rejected = decided_record(settled("rejected", "never delivered"), needs_approval())
+    expired = decided_record(
+        settled("expired"), None, expired_because="it was due by 10:00", noticed_by="user:boss"
+    )
+
+    assert (rejected.outcome, rejected.error) == (
+        "failed",
+        {"type": "ApprovalRejected", "reason": "never delivered"},
+    )
+    assert (expired.outcome, expired.error) == (
+        "failed",
+        {"type": "ApprovalExpired", "reason": "it was due by 10:00"},
+    )
+    assert expired.inputs == {"noticed_by": "user:boss"} and expired.policy.decision_ids == []
+    with pytest.raises(ValueError, match="still pending"):
+        decided_record(settled("pending"), None)
+
+
+class FakeConnection:
+    """Answers the service's queries from `rows` (by SQL constant) and remembers what it ran."""
+
+    def __init__(self, rows: dict[str, list[tuple[Any, ...]]], log: list[str]) -> None:
+        self.rows = rows
+        self.log = log
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def execute(self, sql: str, params: Any = None) -> FakeConnection:
+        self.log.append(next(name for name, query in QUERIES.items() if query == sql))
+        self.found = self.rows.get(self.log[-1], [])
+        return self
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.found[0] if self.found else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.found
+
+
+QUERIES = {
+    name: getattr(_service, name)
+    for name in (
+        "RUN_EXISTS",
+        "INSERT_APPROVAL",
+        "REFRESH_TOKEN",
+        "SELECT_BY_STEP",
+        "SELECT_PENDING",
+        "SETTLE",
+    )
+}
+
+
+class FakePool:
+    def __init__(self, conn: FakeConnection) -> None:
+        self.conn = conn
+
+    def connection(self) -> contextlib.AbstractContextManager[FakeConnection]:
+        return contextlib.nullcontext(self.conn)
+
+
+class FakeRecorder:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.recorded: list[tuple[DecisionRecord, dict[str, Any]]] = []
+
+    def record(self, record: DecisionRecord, **where: Any) -> None:
+        self.log.append(f"record {record.outcome}")
+        self.recorded.append((record, where))
+
+
+class Allow:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def check(self, request: PolicyInput) -> PolicyDecision:
+        self.log.append("policy")
+        return needs_approval()
+
+
+class Fence:
+    """check_fencing_token's stand-in: refuses tokens below `current`."""
+
+    def __init__(self, log: list[str], current: int = 3) -> None:
+        self.log, self.current = log, current
+
+    def __call__(self, conn: Any, tenant_id: str, session_id: str, fencing_token: int) -> None:
+        self.log.append(f"fence {session_id} {fencing_token}")
+        if fencing_token < self.current:
+            raise StaleFencingToken(f"token {fencing_token} is stale")
+
+
+def pending_row() -> tuple[Any, ...]:
+    columns = settled("pending").model_dump()
+    names = [name.strip() for name in _service.COLUMNS.split(",")]
+    return (*[columns[name] for name in names], TOKEN, str(RUN_ID), 3)
+
+
+def service(
+    monkeypatch: pytest.MonkeyPatch, rows: dict[str, list[tuple[Any, ...]]], current: int = 3
+) -> tuple[ApprovalService, FakeConnection, FakeRecorder, FakeStepFunctions, list[str]]:
+    log: list[str] = []
+    conn, recorder, sfn = FakeConnection(rows, log), FakeRecorder(log), FakeStepFunctions()
+    monkeypatch.setattr(_service, "check_fencing_token", Fence(log, current))
+    monkeypatch.setattr(_service, "_announce", lambda conn, tenant, run, event, payload: log.append(event))
+    approvals = ApprovalService(
+        Allow(log),
+        StepFunctionsCallback(sfn),
+        FakePool(conn),  # type: ignore[arg-type]
+        clock=lambda: REQUESTED_AT.replace(minute=30),
+        recorder=recorder,  # type: ignore[arg-type]
+    )
+    return approvals, conn, recorder, sfn, log
+
+
+def test_a_request_stores_the_approval_and_its_waiting_record_in_one_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = {"RUN_EXISTS": [(1,)], "INSERT_APPROVAL": [(APPROVAL_ID, "pending")]}
+    approvals, conn, recorder, _, log = service(monkeypatch, rows)
+
+    assert approvals.request(ASKED).approval_id == APPROVAL_ID
+
+    assert log == [
+        "RUN_EXISTS",
+        "INSERT_APPROVAL",
+        f"fence {RUN_ID} 3",
+        "approval.requested",
+        "record waiting",
+    ]
+    [(record, where)] = recorder.recorded
+    assert record == requested_record(ASKED, REQUESTED_AT.replace(minute=30))
+    assert where == {"tenant_id": "acme", "session_id": str(RUN_ID), "fencing_token": 3, "conn": conn}
+
+
+def test_a_retried_request_records_nothing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = {"RUN_EXISTS": [(1,)], "REFRESH_TOKEN": [(APPROVAL_ID, "pending")]}
+    approvals, _, recorder, _, _ = service(monkeypatch, rows)
+
+    assert approvals.request(ASKED).status == "pending"
+
+    assert recorder.recorded == []
+
+
+def test_a_decision_checks_the_lease_before_step_functions_hears_of_it_then_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    done = settled("approved", "order checked")
+    settled_row = tuple(done.model_dump()[name.strip()] for name in _service.COLUMNS.split(","))
+    rows = {"SELECT_PENDING": [pending_row()], "SETTLE": [settled_row]}
+    approvals, conn, recorder, sfn, log = service(monkeypatch, rows)
+
+    approvals.decide("acme", RUN_ID, {"subject": "user:boss", "roles": ["approver"]}, approve=True)
+
+    assert log == [
+        "SELECT_PENDING",
+        "policy",
+        f"fence {RUN_ID} 3",
+        "SETTLE",
+        "approval.decided",
+        "record succeeded",
+    ]
+    assert [operation for operation, _ in sfn.sent] == ["SendTaskSuccess"]
+    [(record, where)] = recorder.recorded
+    assert record.inputs["decided_by"] == "user:boss" and record.policy.bundle_digest == "sha256:test"
+    assert where == {"tenant_id": "acme", "session_id": str(RUN_ID), "fencing_token": 3, "conn": conn}
+
+
+def test_a_decision_under_a_lost_lease_is_refused_and_step_functions_is_not_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    approvals, _, recorder, sfn, log = service(monkeypatch, {"SELECT_PENDING": [pending_row()]}, current=4)
+
+    with pytest.raises(StaleFencingToken, match="another holder has since taken: nothing was decided"):
+        approvals.decide(
+            "acme", RUN_ID, {"subject": "user:boss", "roles": ["approver"]}, approve=False, reason="no"
+        )
+
+    assert sfn.sent == [] and recorder.recorded == []
+    assert "SETTLE" not in log

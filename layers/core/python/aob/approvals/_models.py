@@ -12,6 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from aob.policy import Principal
 from aob.policy._models import Name
+from aob.recorder import SessionId
 from aob.tenants import TenantId
 
 Status = Literal["pending", "approved", "rejected", "expired"]
@@ -32,6 +33,8 @@ class ApprovalRequest(_Model):
     run_id: UUID
     step_id: UUID
     task_token: TaskToken = Field(repr=False)
+    session_id: SessionId = Field(description="the run's session: its approval records are written under it")
+    fencing_token: int = Field(gt=0, description="the run's lease: $.governance.lease.value.fencing_token")
     node: Name
     approver_role: Name
     timeout_s: int = Field(ge=1, le=365 * 24 * 3600)

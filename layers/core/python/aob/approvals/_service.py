@@ -1,10 +1,14 @@
 """ApprovalService: store a step's approval request, let an allowed person decide it, answer Step Functions.
 
 `request` runs in the approval function that the state machine invokes with a task token; it is
-idempotent per (tenant, run, step). `decide` locks the approval row (FOR UPDATE: concurrent
+idempotent per (tenant, run, step), and writes the step's `waiting` DecisionRecord with the
+approval, under the run's session lease. `decide` locks the approval row (FOR UPDATE: concurrent
 deciders queue, the second one finds it decided), asks the policy whether the principal may
-decide (action `approve`), answers Step Functions and, only once Step Functions accepted, writes
-the decision and its `approval.decided` event in the same transaction. Every query names the tenant.
+decide (action `approve`), checks that the run's lease is still the one the request held, answers
+Step Functions and, only once Step Functions accepted, writes the decision, its `approval.decided`
+event and the step's DecisionRecord in the same transaction. Every query names the tenant.
+
+Locks are taken in the Recorder's order (session fence, then run), after the approval row.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from aob.approvals._callback import TaskCallback
 from aob.approvals._models import Approval, ApprovalRequest, ApprovalRequested, DecideRequest
+from aob.approvals._records import decided_record, requested_record
 from aob.db import get_pool
 from aob.db.events import append_run_event
 from aob.errors import (
@@ -29,10 +34,13 @@ from aob.errors import (
     NoPendingApproval,
     PolicyDenied,
     ServiceUnavailable,
+    StaleFencingToken,
     UnknownRun,
 )
 from aob.handlers import parse_event
+from aob.lease.fencing import check_fencing_token
 from aob.policy import ApproveAction, PolicyDecision, PolicyInput, Principal
+from aob.recorder import DecisionRecord, Recorder
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +52,8 @@ decided_by, decided_roles, decision_reason, requested_at, expires_at, decided_at
 LOCK_RUN = "SELECT 1 FROM runs WHERE tenant_id = %s AND run_id = %s FOR NO KEY UPDATE"
 INSERT_APPROVAL = """
 INSERT INTO approvals (tenant_id, run_id, step_id, node, approver_roles, reason, task_token, requested_by,
-                       requested_at, expires_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       requested_at, expires_at, session_id, fencing_token)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (tenant_id, run_id, step_id) DO NOTHING
 RETURNING approval_id, status
 """
@@ -59,11 +67,11 @@ SELECT_BY_STEP = (
     "SELECT approval_id, status FROM approvals WHERE tenant_id = %s AND run_id = %s AND step_id = %s"
 )
 SELECT_PENDING = f"""
-SELECT {COLUMNS}, task_token FROM approvals
+SELECT {COLUMNS}, task_token, session_id, fencing_token FROM approvals
 WHERE tenant_id = %s AND run_id = %s AND status = 'pending' ORDER BY requested_at FOR UPDATE
 """
 SELECT_NAMED = f"""
-SELECT {COLUMNS}, task_token FROM approvals
+SELECT {COLUMNS}, task_token, session_id, fencing_token FROM approvals
 WHERE tenant_id = %s AND run_id = %s AND approval_id = %s FOR UPDATE
 """
 SELECT_ONE = f"SELECT {COLUMNS} FROM approvals WHERE tenant_id = %s AND run_id = %s AND approval_id = %s"
@@ -79,6 +87,15 @@ RETURNING {COLUMNS}
 
 class PolicyGate(Protocol):
     def check(self, request: PolicyInput) -> PolicyDecision: ...
+
+
+class _Waiting(NamedTuple):
+    """A pending approval, locked, with what deciding it needs and the service never returns."""
+
+    approval: Approval
+    task_token: str
+    session_id: str | None  # None: requested before approvals kept their lease (migration 0007)
+    fencing_token: int | None
 
 
 def _utcnow() -> datetime:
@@ -109,11 +126,14 @@ class ApprovalService:
         pool: ConnectionPool | None = None,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        recorder: Recorder | None = None,
     ) -> None:
         self._policy = policy
         self._callback = callback
         self._pool = pool
         self._clock = clock
+        # It only writes in this service's transactions (it is handed their connection).
+        self._recorder = recorder or Recorder(pool, clock=clock)
 
     @contextmanager
     def _connection(self, what: str) -> Iterator[psycopg.Connection[Any]]:
@@ -126,15 +146,19 @@ class ApprovalService:
     # -- requesting ------------------------------------------------------------------------
 
     def request(self, request: ApprovalRequest) -> ApprovalRequested:
-        """Store the pending approval and announce it; a retried request finds the stored one.
+        """Store the pending approval, record the step as waiting and announce it, in one transaction.
 
-        UnknownRun if the tenant has no such run.
+        A retried request finds the stored approval (and its record) and writes nothing but the
+        retried task's token. UnknownRun if the tenant has no such run; StaleFencingToken if the
+        run's lease has passed to another holder (nothing is stored).
         """
         tenant_id, run_id, step_id = request.tenant_id, request.run_id, request.step_id
         now = self._clock()
         with self._connection(f"request an approval in run {run_id}") as conn, conn.transaction():
-            if conn.execute(LOCK_RUN, (tenant_id, run_id)).fetchone() is None:
+            if conn.execute(RUN_EXISTS, (tenant_id, run_id)).fetchone() is None:
                 raise UnknownRun(f"run_id: tenant {tenant_id!r} has no run {run_id}")
+            # No lock before the insert: a retry of a step being decided waits on the approval's
+            # row alone, never holding the session's fence that the decider takes next.
             params = (
                 tenant_id,
                 run_id,
@@ -146,10 +170,13 @@ class ApprovalService:
                 request.principal.subject,
                 now,
                 now + timedelta(seconds=request.timeout_s),
+                request.session_id,
+                request.fencing_token,
             )
             row = conn.execute(INSERT_APPROVAL, params).fetchone()
             if row is not None:
                 approval_id, status = row
+                check_fencing_token(conn, tenant_id, request.session_id, request.fencing_token)
                 payload = {
                     "approval_id": str(approval_id),
                     "run_id": str(run_id),
@@ -158,9 +185,16 @@ class ApprovalService:
                     "approver_roles": [request.approver_role],
                     "reason": request.reason,
                     "requested_by": request.principal.subject,
-                    "expires_at": params[-1].isoformat(),
+                    "expires_at": (now + timedelta(seconds=request.timeout_s)).isoformat(),
                 }
                 _announce(conn, tenant_id, run_id, "approval.requested", payload)
+                self._recorder.record(
+                    requested_record(request, now),
+                    tenant_id=tenant_id,
+                    session_id=request.session_id,
+                    fencing_token=request.fencing_token,
+                    conn=conn,
+                )
             else:
                 row = conn.execute(REFRESH_TOKEN, (request.task_token, tenant_id, run_id, step_id)).fetchone()
                 row = row or conn.execute(SELECT_BY_STEP, (tenant_id, run_id, step_id)).fetchone()
@@ -186,9 +220,12 @@ class ApprovalService:
     ) -> Approval:
         """Approve or reject the run's pending approval (or the named one) and resume the run.
 
-        InvalidInput (a rejection without a reason, a bad field), NoPendingApproval, ApprovalExpired
-        (the approval is marked expired), PolicyDenied (the principal may not decide it: nothing
-        changes), ServiceUnavailable (Postgres or Step Functions did not answer: nothing changes).
+        The step's DecisionRecord (succeeded, or failed with ApprovalRejected / ApprovalExpired)
+        commits with the decision. InvalidInput (a rejection without a reason, a bad field),
+        NoPendingApproval, ApprovalExpired (the approval is marked expired), PolicyDenied (the
+        principal may not decide it: nothing changes), StaleFencingToken (the run's lease has passed
+        to another holder: Step Functions is not answered, nothing changes), ServiceUnavailable
+        (Postgres or Step Functions did not answer: nothing changes).
         """
         fields = {
             "tenant_id": tenant_id,
@@ -200,8 +237,14 @@ class ApprovalService:
         }
         ask = parse_event(DecideRequest, fields)
         with self._connection(f"decide an approval of run {ask.run_id}") as conn, conn.transaction():
-            pending, token = self._locked(conn, ask)
-            why_expired = self._answer_if_allowed(ask, pending, token)
+            waiting = self._locked(conn, ask)
+            pending, decision = waiting.approval, None
+            why_expired = self._overdue(pending)
+            if not why_expired:
+                decision = self._authorise(ask, pending)
+            self._check_lease(conn, waiting)  # before Step Functions hears of the decision
+            if not why_expired:
+                why_expired = self._answer(ask, pending, waiting.task_token)
             settled = self._settle(
                 conn,
                 pending,
@@ -209,6 +252,10 @@ class ApprovalService:
                 None if why_expired else ask.principal,
                 None if why_expired else ask.reason,
             )
+            record = decided_record(
+                settled, decision, expired_because=why_expired or None, noticed_by=ask.principal.subject
+            )
+            self._record(conn, waiting, record)
         logger.info("approval settled", extra=_ids(settled) | {"status": settled.status})
         if why_expired:
             raise ApprovalExpired(
@@ -217,19 +264,49 @@ class ApprovalService:
             )
         return settled
 
-    def _answer_if_allowed(self, ask: DecideRequest, pending: Approval, token: str) -> str:
-        """Answer Step Functions if the principal may decide; "" or why the approval has expired."""
+    def _overdue(self, pending: Approval) -> str:
+        """Why the approval has expired by this service's clock; "" while it has not."""
         if self._clock() >= pending.expires_at:
             return f"it was due by {pending.expires_at:%Y-%m-%d %H:%M:%S %Z}"
-        self._authorise(ask, pending)
-        try:
-            self._answer(ask, pending, token)
-        except ApprovalExpired as exc:
-            return str(exc)
         return ""
 
-    def _locked(self, conn: psycopg.Connection[Any], ask: DecideRequest) -> tuple[Approval, str]:
-        """The approval to decide, locked, and its task token; NoPendingApproval if there is none."""
+    def _check_lease(self, conn: psycopg.Connection[Any], waiting: _Waiting) -> None:
+        """StaleFencingToken if another holder took the run's session since the approval was requested.
+
+        The check keeps the session's fence locked until the decision commits, so the record
+        written after Step Functions answered cannot be refused.
+        """
+        if waiting.session_id is None or waiting.fencing_token is None:
+            return
+        pending = waiting.approval
+        try:
+            check_fencing_token(conn, pending.tenant_id, waiting.session_id, waiting.fencing_token)
+        except StaleFencingToken as exc:
+            raise StaleFencingToken(
+                f"approval {pending.approval_id} ({pending.node}) of run {pending.run_id} was requested "
+                f"under a lease of session {waiting.session_id} that another holder has since taken: "
+                "nothing was decided and the run was not answered; the run's current holder decides "
+                "what happens to it"
+            ) from exc
+
+    def _record(self, conn: psycopg.Connection[Any], waiting: _Waiting, record: DecisionRecord) -> None:
+        """Append the decision's record to the run's chain, in the decision's transaction."""
+        if waiting.session_id is None or waiting.fencing_token is None:
+            logger.warning(
+                "approval decided without a record: it was requested before approvals kept their lease",
+                extra=_ids(waiting.approval),
+            )
+            return
+        self._recorder.record(
+            record,
+            tenant_id=waiting.approval.tenant_id,
+            session_id=waiting.session_id,
+            fencing_token=waiting.fencing_token,
+            conn=conn,
+        )
+
+    def _locked(self, conn: psycopg.Connection[Any], ask: DecideRequest) -> _Waiting:
+        """The approval to decide, locked, with its token and lease; NoPendingApproval if there is none."""
         tenant_id, run_id = ask.tenant_id, ask.run_id
         if ask.approval_id is not None:
             rows = conn.execute(SELECT_NAMED, (tenant_id, run_id, ask.approval_id)).fetchall()
@@ -250,7 +327,7 @@ class ApprovalService:
             raise NoPendingApproval(
                 f"run {run_id} of tenant {tenant_id!r} has no approval waiting for a decision"
             )
-        *columns, token = rows[0]
+        *columns, token, session_id, fencing_token = rows[0]
         approval = _approval(tuple(columns))
         if approval.status == "expired":
             raise ApprovalExpired(
@@ -261,9 +338,9 @@ class ApprovalService:
                 f"approval {approval.approval_id} of run {run_id} was already {approval.status} "
                 f"by {approval.decided_by}"
             )
-        return approval, token
+        return _Waiting(approval, token, session_id, fencing_token)
 
-    def _authorise(self, ask: DecideRequest, pending: Approval) -> None:
+    def _authorise(self, ask: DecideRequest, pending: Approval) -> PolicyDecision:
         """Ask the policy whether this principal may decide it (action `approve`); PolicyDenied if not."""
         action = ApproveAction(
             kind="approve",
@@ -288,19 +365,25 @@ class ApprovalService:
                 decision_id=str(decision.decision_id),
                 reasons=list(decision.reasons),
             )
+        return decision
 
-    def _answer(self, ask: DecideRequest, pending: Approval, token: str) -> None:
-        if ask.approve:
-            output = {
-                "approved": True,
-                "approval_id": str(pending.approval_id),
-                "decided_by": ask.principal.subject,
-                "reason": ask.reason,
-            }
-            self._callback.succeed(token, output)
-        else:
-            assert ask.reason is not None  # DecideRequest requires it for a rejection
-            self._callback.fail(token, REJECTED_ERROR, ask.reason)
+    def _answer(self, ask: DecideRequest, pending: Approval, token: str) -> str:
+        """Resume (or fail) the waiting task; "" or why Step Functions no longer waits for it."""
+        try:
+            if ask.approve:
+                output = {
+                    "approved": True,
+                    "approval_id": str(pending.approval_id),
+                    "decided_by": ask.principal.subject,
+                    "reason": ask.reason,
+                }
+                self._callback.succeed(token, output)
+            else:
+                assert ask.reason is not None  # DecideRequest requires it for a rejection
+                self._callback.fail(token, REJECTED_ERROR, ask.reason)
+        except ApprovalExpired as exc:
+            return str(exc)
+        return ""
 
     def _settle(
         self,

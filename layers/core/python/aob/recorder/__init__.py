@@ -22,7 +22,7 @@ from aob.recorder._models import (
     ToolCall,
     Usage,
 )
-from aob.recorder._steps import RecordStepRequest, RecordTarget, StepPolicy, StepRecorder
+from aob.recorder._steps import RecordStepRequest, RecordTarget, SessionId, StepPolicy, StepRecorder
 from aob.recorder._store import EVENT_TYPE, Recorder, get_recorder
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "RecordStepRequest",
     "RecordTarget",
     "Recorder",
+    "SessionId",
     "StepPolicy",
     "StepRecorder",
     "StoredRecord",

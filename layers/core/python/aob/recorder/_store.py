@@ -109,51 +109,72 @@ class Recorder:
             raise ServiceUnavailable(f"could not {what}: {exc}") from exc
 
     def record(
-        self, record: DecisionRecord, *, tenant_id: str, session_id: str, fencing_token: int
+        self,
+        record: DecisionRecord,
+        *,
+        tenant_id: str,
+        session_id: str,
+        fencing_token: int,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> StoredRecord:
         """Append `record` to its run's chain, with its step row, event and outbox row, in one transaction.
 
-        Idempotent under retry: a record of a step, attempt and outcome already in the chain is
-        returned as stored, and nothing is written. Raises StaleFencingToken (the session's lease
-        was lost: nothing is written), UnknownTenant, UnknownRun (no such run for this tenant) or
-        UnknownStep (the step_id belongs to another run).
+        With `conn`, the record joins the caller's transaction (as a savepoint), so it commits or
+        rolls back with the caller's own writes (an approval and its record, for one). Idempotent
+        under retry: a record of a step, attempt and outcome already in the chain is returned as
+        stored, and nothing is written. Raises StaleFencingToken (the session's lease was lost:
+        nothing is written), UnknownTenant, UnknownRun (no such run for this tenant) or UnknownStep
+        (the step_id belongs to another run).
         """
+        if conn is not None:
+            with conn.transaction():
+                return self._append(conn, record, tenant_id, session_id, fencing_token)
+        with self._connection(f"record a step of run {record.run_id}") as own, own.transaction():
+            return self._append(own, record, tenant_id, session_id, fencing_token)
+
+    def _append(
+        self,
+        conn: psycopg.Connection[Any],
+        record: DecisionRecord,
+        tenant_id: str,
+        session_id: str,
+        fencing_token: int,
+    ) -> StoredRecord:
         run_id = record.run_id
-        with self._connection(f"record a step of run {run_id}") as conn, conn.transaction():
-            check_fencing_token(conn, tenant_id, session_id, fencing_token)
-            if conn.execute(LOCK_RUN, (tenant_id, run_id)).fetchone() is None:
-                raise UnknownRun(f"run_id: tenant {tenant_id!r} has no run {run_id}")
-            stored = self._same_step(conn, tenant_id, record)
-            if stored is not None:
-                return stored
-            self._upsert_step(conn, tenant_id, record)
-            head = {
-                "content": Jsonb(record.model_dump(mode="json")),
-                "tenant_id": tenant_id,
-                "run_id": run_id,
-            }
-            found = conn.execute(HEAD, head).fetchone()
-            assert found is not None  # a SELECT without FROM returns one row
-            content, last_seq, prev_hash = found
-            seq = (last_seq or 0) + 1
-            digest = record_hash(content, prev_hash)
-            row = conn.execute(
-                INSERT_RECORD,
-                (
-                    tenant_id,
-                    run_id,
-                    seq,
-                    record.step_id,
-                    record.node.kind,
-                    record.outcome,
-                    Jsonb(content),
-                    prev_hash,
-                    digest,
-                ),
-            ).fetchone()
-            assert row is not None
-            record_id, recorded_at = row
-            self._announce(conn, tenant_id, record, record_id, seq, digest)
+        check_fencing_token(conn, tenant_id, session_id, fencing_token)
+        if conn.execute(LOCK_RUN, (tenant_id, run_id)).fetchone() is None:
+            raise UnknownRun(f"run_id: tenant {tenant_id!r} has no run {run_id}")
+        stored = self._same_step(conn, tenant_id, record)
+        if stored is not None:
+            return stored
+        self._upsert_step(conn, tenant_id, record)
+        head = {
+            "content": Jsonb(record.model_dump(mode="json")),
+            "tenant_id": tenant_id,
+            "run_id": run_id,
+        }
+        found = conn.execute(HEAD, head).fetchone()
+        assert found is not None  # a SELECT without FROM returns one row
+        content, last_seq, prev_hash = found
+        seq = (last_seq or 0) + 1
+        digest = record_hash(content, prev_hash)
+        row = conn.execute(
+            INSERT_RECORD,
+            (
+                tenant_id,
+                run_id,
+                seq,
+                record.step_id,
+                record.node.kind,
+                record.outcome,
+                Jsonb(content),
+                prev_hash,
+                digest,
+            ),
+        ).fetchone()
+        assert row is not None
+        record_id, recorded_at = row
+        self._announce(conn, tenant_id, record, record_id, seq, digest)
         logger.info("step recorded", extra=_log_ids(tenant_id, record) | {"seq": seq})
         return StoredRecord(
             tenant_id=tenant_id,
