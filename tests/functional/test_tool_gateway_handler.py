@@ -97,7 +97,7 @@ def test_the_sample_event_looks_up_the_order_and_a_retry_replays_it(
         (
             {"tool": "lookup_orders"},
             UnknownTool,
-            "no tool 'lookup_orders'; known tools: calculator, extract_keywords, issue_refund, lookup_order",
+            "no tool 'lookup_orders'; known tools: calculator, extract_keywords, generate_report",
         ),
         (
             {"args": {"order": "o-1001"}},

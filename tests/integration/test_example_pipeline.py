@@ -11,11 +11,22 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aob.db import get_pool
 from aob.tenants import create_tenant
 
 from tests.integration.workflow_runs import invoke, publish_spec, wait_for_run
 
 pytestmark = pytest.mark.integration
+
+# The tenant's usage_ledger rows, and those of one run.
+LEDGER_ROWS = "SELECT count(*), count(*) FILTER (WHERE run_id = %s) FROM usage_ledger WHERE tenant_id = %s"
+
+
+def _ledger_rows(tenant: str) -> int:
+    with get_pool().connection() as conn:
+        row = conn.execute(LEDGER_ROWS, (None, tenant)).fetchone()
+    return row[0] if row else 0
+
 
 SPEC = Path(__file__).resolve().parents[2] / "examples" / "document_pipeline" / "workflow.yaml"
 PRINCIPAL = {"subject": "user:pipeline-test", "roles": ["operator"]}
@@ -59,6 +70,7 @@ def tenant(deployed_stack: dict[str, str]) -> str:
 
 def test_document_pipeline_reports_each_document_in_both_modes(aws, deployed_stack, tenant) -> None:
     summaries = {}
+    ledger_rows = _ledger_rows(tenant)
     for mode in ("explicit", "fused"):
         published = publish_spec(aws, deployed_stack, tenant, SPEC, mode)
         start = {
@@ -80,6 +92,11 @@ def test_document_pipeline_reports_each_document_in_both_modes(aws, deployed_sta
         tools = sorted(r["record"]["tool"]["name"] for r in detail["records"] if r["record"]["tool"])
         assert tools == ["extract_keywords"] * 2 + ["text_stats"] * 2, mode
         assert detail["chain"]["ok"], detail["chain"]
+        with get_pool().connection() as conn:
+            charged = conn.execute(LEDGER_ROWS, (run["run_id"], tenant)).fetchone()
+        # One usage_ledger row per governed step (four tool calls), all of this run: charged once.
+        assert charged is not None and (charged[0] - ledger_rows, charged[1]) == (4, 4), (mode, charged)
+        ledger_rows = charged[0]
         summaries[mode] = invoke(
             aws, deployed_stack, {"action": "summary", "tenant_id": tenant, "run_id": run["run_id"]}
         )

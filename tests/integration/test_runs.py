@@ -21,6 +21,16 @@ from tests.integration.workflow_runs import STAGE, invoke, invoke_error, wait_fo
 
 pytestmark = pytest.mark.integration
 
+# The tenant's usage_ledger rows, and those of one run.
+LEDGER_ROWS = "SELECT count(*), count(*) FILTER (WHERE run_id = %s) FROM usage_ledger WHERE tenant_id = %s"
+
+
+def _ledger_rows(tenant: str) -> int:
+    with get_pool().connection() as conn:
+        row = conn.execute(LEDGER_ROWS, (None, tenant)).fetchone()
+    return row[0] if row else 0
+
+
 PRINCIPAL = {"subject": "user:runs-test", "roles": ["operator"]}
 
 
@@ -153,6 +163,7 @@ def test_runs_succeed_in_both_modes_and_fused_takes_fewer_transitions(
 ):
     tenant = tenants[0]
     summaries = {}
+    ledger_rows = _ledger_rows(tenant)
     for mode in ("explicit", "fused"):
         run = start(aws, deployed_stack, tenant, published[mode].version)
         assert run["status"] == "running" and run["execution_arn"].endswith(run["run_id"])
@@ -175,6 +186,11 @@ def test_runs_succeed_in_both_modes_and_fused_takes_fewer_transitions(
                 (tenant, run["run_id"]),
             ).fetchone()
         assert row == ("succeeded", run["execution_arn"], True)
+        with get_pool().connection() as conn:
+            charged = conn.execute(LEDGER_ROWS, (run["run_id"], tenant)).fetchone()
+        # One usage_ledger row per governed step (lookup, double, tax), all of this run: charged once.
+        assert charged is not None and (charged[0] - ledger_rows, charged[1]) == (3, 3), (mode, charged)
+        ledger_rows = charged[0]
     explicit, fused = summaries["explicit"], summaries["fused"]
     assert 0 < fused["state_transitions"] < explicit["state_transitions"]
     assert 0 < fused["lambda_invocations"] < explicit["lambda_invocations"]

@@ -349,7 +349,7 @@ def test_a_builtin_runs_through_the_same_gate(make_gateway: Callable[..., ToolGa
             InvalidToolArguments,
             "note: Extra inputs",
         ),
-        ("refund", {"order_id": "o-1"}, UnknownTool, "known tools: calculator, extract_keywords, issue_r"),
+        ("refund", {"order_id": "o-1"}, UnknownTool, "known tools: calculator, extract_keywords, generate_r"),
         ("send_email", {"to": "ada@example.com"}, ToolNotAllowed, "may not call http://localhost:"),
         (
             "issue_refund",

@@ -173,7 +173,8 @@ def test_a_model_call_without_tools_offers_none() -> None:
         (
             {"tools": ["web_search", "web_serach"]},
             "nodes.each.iterator.nodes.ask.tools.1: no tool 'web_serach'; known tools: calculator, "
-            "extract_keywords, issue_refund, lookup_order, text_stats, web_search "
+            "extract_keywords, generate_report, issue_refund, lookup_order, report_stats, text_stats, "
+            "web_search "
             "(define it in the tool gateway's tools file)",
         ),
         (

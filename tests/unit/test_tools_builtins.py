@@ -89,8 +89,10 @@ def test_builtins_publish_argument_and_result_schemas() -> None:
     assert [tool.name for tool in REGISTRY.tools()] == [
         "calculator",
         "extract_keywords",
+        "generate_report",
         "issue_refund",
         "lookup_order",
+        "report_stats",
         "text_stats",
     ]
     assert {tool.kind for tool in REGISTRY.tools()} == {"python"}

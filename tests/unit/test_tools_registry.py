@@ -54,8 +54,10 @@ def test_the_tools_file_adds_http_and_lambda_tools_to_the_builtins(tmp_path: Pat
     assert tools.names == [
         "calculator",
         "extract_keywords",
+        "generate_report",
         "issue_refund",  # the file's http tool, in place of the simulated built-in
         "lookup_order",
+        "report_stats",
         "send_email",
         "text_stats",
     ]
@@ -104,7 +106,7 @@ def test_arguments_off_the_schema_are_refused_naming_each_field(tmp_path: Path) 
 
 def test_an_unknown_tool_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(
-        UnknownTool, match="no tool 'refund'; known tools: calculator, extract_keywords, issue_refund, lookup"
+        UnknownTool, match="no tool 'refund'; known tools: calculator, extract_keywords, generate_report"
     ):
         registry(tmp_path, REFUND).get("refund")
 

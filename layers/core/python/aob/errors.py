@@ -99,6 +99,15 @@ def _rebuild_policy_denied(message: str, decision_id: str, reasons: list[str]) -
     return PolicyDenied(message, decision_id=decision_id, reasons=reasons)
 
 
+class GovernanceMismatch(AobError):
+    """A call's `governance` names no recorded allowing decision of its tenant for this very action.
+
+    Explicit mode's gateway call carries the decision its CheckPolicy state recorded; one that is
+    missing, another tenant's, or made for another action (tool, tier, principal, run, step) is
+    refused: compile the workflow again rather than pass governance by hand.
+    """
+
+
 class UnknownModelTier(InvalidInput):
     """The request names a model tier the gateway has no route for; the message lists the tiers."""
 

@@ -8,6 +8,7 @@ from aob.asl._governed import (
     lambda_task,
     record_step,
     release_lease,
+    step_governance,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "lambda_task",
     "record_step",
     "release_lease",
+    "step_governance",
 ]

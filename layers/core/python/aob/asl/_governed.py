@@ -123,6 +123,15 @@ def record_step(
     )
 
 
+def step_governance(step: str) -> dict[str, str]:
+    """Explicit mode's `governance` for the gateway call of `step`: its CheckPolicy decision and
+    ReserveTokens reservation, so the gateway verifies and uses them instead of governing again."""
+    return {
+        "decision_id.$": f"$.governance.{step}.policy.value.decision_id",
+        "reservation_id.$": f"$.governance.{step}.reservation.value.reservation_id",
+    }
+
+
 def governed_call(
     step: str,
     call: State,

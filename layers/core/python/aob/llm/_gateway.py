@@ -11,6 +11,11 @@ ServiceUnavailable rather than return an unaudited answer. A refusal is recorded
 
 Fused mode: a request with `record` also gets its step's DecisionRecord written (aob.recorder),
 after the call was answered and settled, or before a denial is raised.
+
+Explicit mode: a request with `governance` was checked (and its decision recorded) and reserved by
+its state machine, which settles it too. The gateway loads that decision instead of deciding again
+(aob.policy.governing_decision: GovernanceMismatch unless made for this call), enforces it as
+above, and neither records a decision nor reserves or settles tokens.
 """
 
 from __future__ import annotations
@@ -32,7 +37,15 @@ from aob.llm._provider import ModelProvider
 from aob.llm._router import Routed, Router
 from aob.llm._state import GatewayState
 from aob.metering.models import Reservation, ReserveRequest, Settlement, SettleRequest
-from aob.policy import DecisionRecorder, ModelAction, PolicyDecision, PolicyInput
+from aob.policy import (
+    DecisionReader,
+    DecisionRecorder,
+    ModelAction,
+    PolicyDecision,
+    PolicyInput,
+    PostgresDecisionRecorder,
+    governing_decision,
+)
 from aob.recorder import Node, RecordStepRequest, StepPolicy, StepRecorder
 
 logger = logging.getLogger(__name__)
@@ -75,7 +88,9 @@ class ModelGateway:
         max_prompt_chars: int = 100_000,
         clock: Callable[[], float] = time.time,
         step_recorder: StepRecorder | None = None,
+        decisions: DecisionReader | None = None,
     ) -> None:
+        self._decisions = decisions or PostgresDecisionRecorder()  # connects on first use
         self._clock = clock
         self._step_recorder = step_recorder
         self._routes = routes
@@ -101,9 +116,7 @@ class ModelGateway:
         max_tokens = request.max_tokens or self._default_max_tokens
         estimate = math.ceil(prompt_chars / CHARS_PER_TOKEN) + max_tokens
         try:
-            reservation = self._metering.reserve(
-                ReserveRequest(tenant_id=request.tenant_id, capability=CAPABILITY, estimate_tokens=estimate)
-            )
+            reservation_id, reservation = self._reserve(request, estimate)
         except BaseException:
             self._record_quietly(record)
             raise
@@ -120,18 +133,19 @@ class ModelGateway:
             self._release(request, reservation)
             self._record_quietly(recorded.result)
             raise
-        result = self._result(request, routed, decision, reservation)
-        self._metering.settle(
-            SettleRequest(
-                tenant_id=request.tenant_id,
-                reservation_id=reservation.reservation_id,
-                input_tokens=result.usage.prompt_tokens,
-                output_tokens=result.usage.completion_tokens,
-                run_id=request.run_id,
-                step_id=request.step_id,
-                model=result.model[:200],
+        result = self._result(request, routed, decision, reservation_id)
+        if reservation is not None:
+            self._metering.settle(
+                SettleRequest(
+                    tenant_id=request.tenant_id,
+                    reservation_id=reservation.reservation_id,
+                    input_tokens=result.usage.prompt_tokens,
+                    output_tokens=result.usage.completion_tokens,
+                    run_id=request.run_id,
+                    step_id=request.step_id,
+                    model=result.model[:200],
+                )
             )
-        )
         try:
             self._record_step(request, "succeeded", decision, result, (started, self._now()))
         finally:
@@ -143,7 +157,7 @@ class ModelGateway:
                 mode="json", include={"tier", "provider", "model", "model_version", "latency_ms"}
             )
             | {"usage": result.usage.model_dump(), "decision_id": str(decision.decision_id)}
-            | {"reservation_id": reservation.reservation_id, "attempts": len(result.attempts)},
+            | {"reservation_id": reservation_id, "attempts": len(result.attempts)},
         )
         return result
 
@@ -157,6 +171,24 @@ class ModelGateway:
             )
         return prompt_chars
 
+    def _reserve(self, request: ChatRequest, estimate: int) -> tuple[str, Reservation | None]:
+        """The call's reservation id, and the reservation when the gateway made it (and so settles it)."""
+        if request.governance is not None:  # explicit mode: the state machine reserved and settles
+            return request.governance.reservation_id, None
+        reservation = self._metering.reserve(
+            ReserveRequest(tenant_id=request.tenant_id, capability=CAPABILITY, estimate_tokens=estimate)
+        )
+        return reservation.reservation_id, reservation
+
+    def _decided(
+        self, request: ChatRequest, policy_input: PolicyInput
+    ) -> tuple[PolicyDecision, Callable[[], None]]:
+        """A new decision and what records it, or explicit mode's, verified and already recorded."""
+        if request.governance is not None:
+            return governing_decision(self._decisions, policy_input, request.governance), lambda: None
+        decision, input_sha256 = self._policy.decide(policy_input)
+        return decision, functools.partial(self._recorder.record, policy_input, input_sha256, decision)
+
     def _allowed(self, request: ChatRequest) -> tuple[PolicyDecision, Callable[[], None]]:
         """The decision and what records it; a refusal is recorded, then raised."""
         policy_input = PolicyInput(
@@ -166,9 +198,9 @@ class ModelGateway:
             run_id=request.run_id,
             step_id=request.step_id,
         )
-        decision, input_sha256 = self._policy.decide(policy_input)
+        decision, record = self._decided(request, policy_input)
         if not decision.allow:
-            self._recorder.record(policy_input, input_sha256, decision)
+            record()
             self._record_step(request, "denied", decision)
             raise PolicyDenied(
                 f"policy denied model tier {request.tier} for tenant {request.tenant_id}: "
@@ -178,12 +210,12 @@ class ModelGateway:
             )
         # Redaction and approval are the tool gateway's obligations: a model call cannot honour them.
         if decision.obligations:
-            self._recorder.record(policy_input, input_sha256, decision)
+            record()
             raise PolicyEvaluationFailed(
                 f"the model gateway cannot honour obligations {sorted(decision.obligations)}: call refused "
                 f"(decision {decision.decision_id})"
             )
-        return decision, functools.partial(self._recorder.record, policy_input, input_sha256, decision)
+        return decision, record
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -226,7 +258,7 @@ class ModelGateway:
 
     @staticmethod
     def _result(
-        request: ChatRequest, routed: Routed, decision: PolicyDecision, reservation: Reservation
+        request: ChatRequest, routed: Routed, decision: PolicyDecision, reservation_id: str
     ) -> ChatResult:
         reported = routed.response["usage"]
         prompt_tokens, completion_tokens = reported["prompt_tokens"], reported["completion_tokens"]
@@ -248,7 +280,7 @@ class ModelGateway:
             latency_ms=routed.latency_ms,
             attempts=routed.attempts,
             decision_id=decision.decision_id,
-            reservation_id=reservation.reservation_id,
+            reservation_id=reservation_id,
         )
 
     @staticmethod
@@ -259,8 +291,10 @@ class ModelGateway:
         except Exception:
             logger.exception("could not record the policy decision of a failed model call")
 
-    def _release(self, request: ChatRequest, reservation: Reservation) -> None:
+    def _release(self, request: ChatRequest, reservation: Reservation | None) -> None:
         """Settle a failed call's reservation with no usage; a failure here must not hide the call's."""
+        if reservation is None:  # explicit mode: the state machine settles
+            return
         try:
             self._metering.settle(
                 SettleRequest(

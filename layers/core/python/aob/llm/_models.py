@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from aob.policy import Principal
+from aob.policy import Principal, StepGovernance
 from aob.recorder import RecordTarget
 from aob.tenants import TenantId
 
@@ -126,6 +126,10 @@ class ChatRequest(_Strict):
     )
     record: RecordTarget | None = Field(
         default=None, description="fused mode: record the step's DecisionRecord (node and session lease)"
+    )
+    governance: StepGovernance | None = Field(
+        default=None,
+        description="explicit mode: the state machine's decision and reservation, used instead of its own",
     )
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aob.policy._bundle import PolicyBundle, policy_files, read_bundle, read_bundle_file, sign_bundle
 from aob.policy._engine import ENTRYPOINT, Evaluation, PolicyEngine, RegoPolicyEngine
+from aob.policy._governance import StepGovernance, governing_decision
 from aob.policy._keys import TrustedKeys, load_private_key, load_public_key, public_key_b64, trusted_keys
 from aob.policy._models import (
     ApproveAction,
@@ -20,7 +21,7 @@ from aob.policy._models import (
     Principal,
     ToolAction,
 )
-from aob.policy._record import DecisionRecorder, PostgresDecisionRecorder
+from aob.policy._record import DecisionReader, DecisionRecorder, PostgresDecisionRecorder, RecordedDecision
 from aob.policy._runtime import PolicySettings, get_policy_service
 from aob.policy._service import PolicyService, TenantInfo, TenantLookup, rego_input
 from aob.policy._store import PolicyBundleStore
@@ -28,6 +29,7 @@ from aob.policy._store import PolicyBundleStore
 __all__ = [
     "ENTRYPOINT",
     "ApproveAction",
+    "DecisionReader",
     "DecisionRecorder",
     "EgressAction",
     "Evaluation",
@@ -42,12 +44,15 @@ __all__ = [
     "PolicyVerdict",
     "PostgresDecisionRecorder",
     "Principal",
+    "RecordedDecision",
     "RegoPolicyEngine",
+    "StepGovernance",
     "TenantInfo",
     "TenantLookup",
     "ToolAction",
     "TrustedKeys",
     "get_policy_service",
+    "governing_decision",
     "load_private_key",
     "load_public_key",
     "policy_files",

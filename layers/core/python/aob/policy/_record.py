@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -17,6 +19,24 @@ INSERT INTO policy_decisions (tenant_id, decision_id, role, shadow_of, bundle_di
                               obligations, input_sha256, input_summary, run_id, step_id)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 """
+SELECT_ACTIVE_DECISION = """
+SELECT bundle_digest, allow, reasons, obligations, input_summary, run_id, step_id
+FROM policy_decisions WHERE tenant_id = %s AND decision_id = %s AND role = 'active'
+"""
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """An enforced decision as stored: the verdict, and what it was asked (`input_summary`)."""
+
+    decision: PolicyDecision
+    summary: dict[str, Any]
+
+
+class DecisionReader(Protocol):
+    def get(self, tenant_id: str, decision_id: UUID) -> RecordedDecision | None:
+        """The tenant's active (enforced) decision of that id, or None."""
+        ...
 
 
 class DecisionRecorder(Protocol):
@@ -73,3 +93,25 @@ class PostgresDecisionRecorder:
             raise ServiceUnavailable(
                 f"could not record policy decision {decision.decision_id}: {exc}"
             ) from exc
+
+    def get(self, tenant_id: str, decision_id: UUID) -> RecordedDecision | None:
+        """The tenant's active decision of that id: the explicit gateway verifies it before acting on it."""
+        try:
+            with (self._pool or get_pool()).connection() as conn, conn.cursor() as cursor:
+                row = cursor.execute(SELECT_ACTIVE_DECISION, (tenant_id, decision_id)).fetchone()
+        except psycopg.OperationalError as exc:
+            raise ServiceUnavailable(f"could not read policy decision {decision_id}: {exc}") from exc
+        if row is None:
+            return None
+        bundle_digest, allow, reasons, obligations, summary, run_id, step_id = row
+        decision = PolicyDecision(
+            decision_id=decision_id,
+            bundle_digest=bundle_digest,
+            allow=allow,
+            reasons=reasons,
+            obligations=obligations,
+            tenant_id=tenant_id,
+            run_id=run_id,
+            step_id=step_id,
+        )
+        return RecordedDecision(decision, summary)

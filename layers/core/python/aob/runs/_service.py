@@ -226,8 +226,10 @@ class RunService:
                 )
             ]
             waits = conn.execute(sql.PENDING_APPROVAL, (ref.tenant_id, ref.run_id)).fetchone()
-        if fields["status"] == "running" and (waits or any(step.status == "waiting" for step in steps)):
-            fields["status"] = "waiting"  # a step waits for an approval
+        # A pending approval within its timeout is what a person must act on; a step row left
+        # "waiting" by an approval that timed out unanswered is not.
+        if fields["status"] == "running" and waits:
+            fields["status"] = "waiting"
         return RunDetail(
             run=Run(**fields),
             steps=steps,

@@ -8,8 +8,13 @@
    the egress policy asks for redaction where the destination may not receive that data.
 3. Metering: reserve one request (0 tokens) of capability `tool_gateway` under the idempotency
    key, so every attempt of a call counts once; settle after the tool ran or failed.
+   Explicit mode: a call with `governance` was checked and reserved by its state machine; step 2
+   loads that recorded decision instead (aob.policy.governing_decision: GovernanceMismatch unless
+   made for this call) and enforces it as above, and step 3 is the state machine's.
 4. Run the tool at most once per idempotency key (see aob.tools._idempotency).
-5. Redact the result at the `redact` paths under `$.result`, then cut it to `max_result_bytes`.
+5. Redact the result at the `redact` paths under `$.result`, then cut it to `max_result_bytes`, or,
+   with a claim store, move one over `inline_result_bytes` to S3 and return its claim
+   (aob.tools._claims; claims in the arguments are read back before step 1).
 """
 
 from __future__ import annotations
@@ -32,11 +37,18 @@ from aob.errors import (
     PolicyEvaluationFailed,
 )
 from aob.metering import Reservation, ReserveRequest, Settlement, SettleRequest
-from aob.policy import PolicyDecision, PolicyInput
+from aob.policy import (
+    DecisionReader,
+    PolicyDecision,
+    PolicyInput,
+    PostgresDecisionRecorder,
+    governing_decision,
+)
 from aob.recorder import Node, RecordStepRequest, StepPolicy, StepRecorder
+from aob.tools import _claims
 from aob.tools._idempotency import IdempotentCalls, idempotency_key
 from aob.tools._models import ToolCall, ToolResult
-from aob.tools._output import Redaction, truncate
+from aob.tools._output import Redaction
 from aob.tools._registry import ToolRegistry
 from aob.tools._tool import problems
 
@@ -157,7 +169,13 @@ class ToolGateway:
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         recorder: StepRecorder | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        decisions: DecisionReader | None = None,
+        claims: _claims.ClaimStore | None = None,
+        inline_result_bytes: int = _claims.DEFAULT_INLINE_RESULT_BYTES,
     ) -> None:
+        self._decisions = decisions or PostgresDecisionRecorder()  # connects on first use
+        self._claims = claims
+        self._inline_result_bytes = inline_result_bytes
         self._recorder = recorder
         self._clock = clock
         self.registry = registry
@@ -169,17 +187,22 @@ class ToolGateway:
     def call(self, call: ToolCall) -> ToolResult:
         """Validate, gate, meter, run once and shape one call; each failure raises its named error."""
         tool = self.registry.get(call.tool)
-        args = tool.validate(call.args)
+        args = tool.validate(_claims.resolve_args(self._claims, call))
         request = _policy_input(call, args)
         key = idempotency_key(call, args)
-        decision = self._policy.check(request)
+        decision = self._decision(call, request)
         if not decision.allow:
-            self._record(call, "denied", args, decision)  # then enforce raises PolicyDenied
+            recorded = _claims.reclaim(call.args, args, args)  # the claims, not their content
+            self._record(call, "denied", recorded, decision)  # then enforce raises PolicyDenied
         redaction = enforce(call, decision)
         sent_args, redacted = redaction.apply("args", args)
-        reservation = self._metering.reserve(
-            ReserveRequest(tenant_id=call.tenant_id, capability=CAPABILITY, estimate_tokens=0, request_id=key)
-        )
+        reservation = None
+        if call.governance is None:  # explicit mode: the state machine reserved and settles
+            reservation = self._metering.reserve(
+                ReserveRequest(
+                    tenant_id=call.tenant_id, capability=CAPABILITY, estimate_tokens=0, request_id=key
+                )
+            )
         started = self._clock()
         try:
             executed = self._calls.run(key, lambda: tool.execute(sent_args, key), timeout_s=tool.timeout_s)
@@ -188,7 +211,9 @@ class ToolGateway:
             raise
         self._settle(call, reservation)
         result, redacted_in_result = redaction.apply("result", executed.result)
-        result, truncated = truncate(result, self._max_result_bytes)
+        result, claimed, truncated = _claims.shape_result(
+            self._claims, result, call, self._inline_result_bytes, self._max_result_bytes
+        )
         logger.info(
             "tool call %s",
             "replayed" if executed.replayed else "executed",
@@ -198,14 +223,22 @@ class ToolGateway:
             tool=call.tool,
             result=result,
             truncated=truncated,
+            claimed=claimed,
             redacted=redacted + redacted_in_result,
             idempotency_key=key,
             replayed=executed.replayed,
             decision_id=decision.decision_id,
             duration_ms=executed.duration_ms,
         )
-        self._record(call, "succeeded", sent_args, decision, answer, (started, self._clock()))
+        recorded_args = _claims.reclaim(call.args, args, sent_args)  # the claims, not their content
+        self._record(call, "succeeded", recorded_args, decision, answer, (started, self._clock()))
         return answer
+
+    def _decision(self, call: ToolCall, request: PolicyInput) -> PolicyDecision:
+        """A new (recorded) decision, or explicit mode's: the state machine's, verified for this call."""
+        if call.governance is None:
+            return self._policy.check(request)
+        return governing_decision(self._decisions, request, call.governance)
 
     def _record(
         self,
@@ -244,7 +277,9 @@ class ToolGateway:
             )
         )
 
-    def _settle(self, call: ToolCall, reservation: Reservation) -> None:
+    def _settle(self, call: ToolCall, reservation: Reservation | None) -> None:
+        if reservation is None:  # explicit mode: the state machine settles
+            return
         self._metering.settle(
             SettleRequest(
                 tenant_id=call.tenant_id,
@@ -256,8 +291,10 @@ class ToolGateway:
             )
         )
 
-    def _settle_after_failure(self, call: ToolCall, reservation: Reservation) -> None:
+    def _settle_after_failure(self, call: ToolCall, reservation: Reservation | None) -> None:
         # The tool's error is what the caller must see; an unsettled reservation expires on its own.
+        if reservation is None:  # explicit mode: the state machine settles
+            return
         try:
             self._settle(call, reservation)
         except AobError as exc:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-from aob.policy import Principal
+from aob.policy import Principal, StepGovernance
 from aob.policy._models import Name
 from aob.recorder import RecordTarget
 from aob.tenants import TenantId
@@ -40,6 +40,10 @@ class ToolCall(BaseModel):
     record: RecordTarget | None = Field(
         default=None, description="fused mode: record the step's DecisionRecord (node and session lease)"
     )
+    governance: StepGovernance | None = Field(
+        default=None,
+        description="explicit mode: the state machine's decision and reservation, used instead of its own",
+    )
 
 
 class ToolResult(BaseModel):
@@ -48,6 +52,9 @@ class ToolResult(BaseModel):
         description="the tool's result, redacted; when truncated, the first bytes of its JSON text"
     )
     truncated: bool = Field(description="the result's JSON passed the gateway's cap and was cut")
+    claimed: bool = Field(
+        default=False, description="the result was too large for the state: `result` is its S3 claim ($claim)"
+    )
     redacted: list[str] = Field(description="the policy's redaction paths that matched (args and result)")
     idempotency_key: str
     replayed: bool = Field(description="an earlier attempt of this call ran the tool: its result is returned")

@@ -4,6 +4,9 @@ AOB_TOOLS_FILE              optional JSON file of http and lambda tools (format:
                             a relative path is taken from LAMBDA_TASK_ROOT, else the working directory
 AOB_TOOLS_MAX_RESULT_BYTES  cap on a result's JSON, past which it is cut (default 65536)
 AOB_TOOLS_IDEMPOTENCY_TTL_S how long a call's result is kept for retries and replays (default a week)
+AOB_TOOLS_INLINE_RESULT_BYTES with a claims bucket, a result's JSON past this goes to S3 and the state
+                            gets its claim (default 65536, at most 98304: see aob.tools._claims)
+AOB_CLAIMS_BUCKET           the S3 bucket for claims (unset: no claim check, results are cut instead)
 
 Policy, metering, Redis and the step recorder (Postgres) come from their own settings
 (AOB_POLICY_*, AOB_REDIS_URL, AOB_DATABASE_URL, ...).
@@ -24,7 +27,7 @@ from aob.errors import ConfigurationError
 from aob.metering import get_metering
 from aob.policy import get_policy_service
 from aob.recorder import get_recorder
-from aob.tools import _idempotency
+from aob.tools import _claims, _idempotency
 from aob.tools._gateway import DEFAULT_MAX_RESULT_BYTES, ToolGateway
 from aob.tools._idempotency import DEFAULT_EXPIRES_AFTER_S, IdempotentCalls
 from aob.tools._registry import ToolRegistry
@@ -38,6 +41,9 @@ class ToolSettings(BaseSettings):
     file: str | None = None
     max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=1)
     idempotency_ttl_s: int = Field(default=DEFAULT_EXPIRES_AFTER_S, ge=1)
+    inline_result_bytes: int = Field(
+        default=_claims.DEFAULT_INLINE_RESULT_BYTES, ge=1, le=_claims.MAX_INLINE_RESULT_BYTES
+    )
 
 
 @functools.cache
@@ -67,4 +73,6 @@ def get_tool_gateway() -> ToolGateway:
         ),
         max_result_bytes=settings.max_result_bytes,
         recorder=get_recorder(),
+        claims=_claims.S3ClaimStore(bucket) if (bucket := os.environ.get("AOB_CLAIMS_BUCKET")) else None,
+        inline_result_bytes=settings.inline_result_bytes,
     )

@@ -2,8 +2,9 @@
 
 `lookup_order` and `issue_refund` work on a small built-in order dataset (the refund simulates a
 payment provider: same order and amount, same refund id); `calculator` does arithmetic;
-`text_stats` and `extract_keywords` are the document tools of the document pipeline. All are
-pure and deterministic, so a replayed step gets the same result.
+`text_stats` and `extract_keywords` are the document tools of the document pipeline;
+`generate_report` (a result far past a state's 256 KB, at its largest) and `report_stats` exercise
+the claim check. All are pure and deterministic, so a replayed step gets the same result.
 """
 
 from __future__ import annotations
@@ -273,6 +274,57 @@ def extract_keywords(args: ExtractKeywordsArgs) -> Keywords:
     return Keywords(keywords=[Keyword(word=word, count=count) for word, count in ranked])
 
 
+class GenerateReportArgs(_Args):
+    topic: Annotated[str, Field(min_length=1, max_length=100, description="what the report is about")]
+    sections: int = Field(default=10, ge=1, le=1000, description="how many sections")
+    words_per_section: int = Field(default=100, ge=1, le=1000, description="words in each section's body")
+
+
+class ReportSection(BaseModel):
+    heading: str
+    body: str
+
+
+class Report(BaseModel):
+    topic: str
+    sections: list[ReportSection]
+
+
+def generate_report(args: GenerateReportArgs) -> Report:
+    """Write a long report on a topic: numbered sections of filler text (the same text for the same args)."""
+    words = f"the quarterly figures for {args.topic} show steady growth across regions".split()
+    return Report(
+        topic=args.topic,
+        sections=[
+            ReportSection(
+                heading=f"Section {number}: {args.topic}",
+                body=" ".join(words[(number + i) % len(words)] for i in range(args.words_per_section)) + ".",
+            )
+            for number in range(1, args.sections + 1)
+        ],
+    )
+
+
+class ReportStatsArgs(_Args):
+    report: Report
+
+
+class ReportStats(BaseModel):
+    sections: int
+    words: int = Field(description="words in the sections' bodies")
+    sha256: str = Field(description="of the report's compact JSON: proof of which report was read")
+
+
+def report_stats(args: ReportStatsArgs) -> ReportStats:
+    """Count a report's sections and words, with a digest of the report as received."""
+    text = args.report.model_dump_json().encode()
+    return ReportStats(
+        sections=len(args.report.sections),
+        words=sum(len(_words(section.body)) for section in args.report.sections),
+        sha256=hashlib.sha256(text).hexdigest(),
+    )
+
+
 # Built-ins that simulate an external system: a deployment's tools file may replace them.
 STAND_INS = frozenset({"issue_refund"})
 BUILTINS: tuple[PythonTool, ...] = (
@@ -281,4 +333,6 @@ BUILTINS: tuple[PythonTool, ...] = (
     PythonTool("issue_refund", issue_refund, IssueRefundArgs, Refund),
     PythonTool("text_stats", text_stats, TextStatsArgs, TextStats),
     PythonTool("extract_keywords", extract_keywords, ExtractKeywordsArgs, Keywords),
+    PythonTool("generate_report", generate_report, GenerateReportArgs, Report),
+    PythonTool("report_stats", report_stats, ReportStatsArgs, ReportStats),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aob.asl import GovernanceArns, StepRecord, governed_call
+from aob.asl import GovernanceArns, StepRecord, governed_call, step_governance
 from aob.asl._governed import State
 from aob.workflows import _states as asl
 
@@ -66,6 +66,7 @@ def governed(
         payload["record"] = {"node": node, **LEASE}
         return Piece({step: {**call, **exit}}, [step])
     asked = {key: value for key, value in payload.items() if key.removesuffix(".$") in CALL_FIELDS}
+    payload["governance"] = step_governance(step)  # the gateway verifies and uses them, not its own
     record = StepRecord(
         {"step_id.$": payload["step_id.$"], "node": {"name": node, "kind": kind}, "call": asked},
         scope.failure,
@@ -85,6 +86,11 @@ def governed(
     )
     _inline(states[f"{step}CheckPolicy"], "action", action)
     _inline(states[f"{step}ReserveTokens"], "estimate_tokens", estimate_tokens)
+    # The decision and the ledger row name the run and step, as the gateway's own would.
+    ids = {"run_id.$": "$.run_id", "step_id.$": payload["step_id.$"]}
+    states[f"{step}CheckPolicy"]["Parameters"]["Payload"].update(ids)
+    model = {"model.$": f"{call['ResultPath']}.value.model"} if kind == "model" else {}
+    states[f"{step}SettleTokens"]["Parameters"]["Payload"].update(ids | model)
     recorded = states[f"{step}Record"]
     del recorded["Next"]
     recorded.update(exit)

@@ -186,6 +186,9 @@ def approval(name: str, node: ApprovalNode, step: str, reject: str, failure: str
         **CONTEXT,
         "task_token.$": "$$.Task.Token",
         "step_id.$": step,
+        # The run's lease: the approval's DecisionRecords are written under it, as every step's.
+        "session_id.$": "$.session_id",
+        "fencing_token.$": "$.governance.lease.value.fencing_token",
         "node": name,
         "approver_role": node.approver_role,
         "timeout_s": node.timeout_s,
