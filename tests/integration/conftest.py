@@ -82,3 +82,15 @@ def deployed_stack(localstack: str, migrated_database: str) -> dict[str, str]:
     from aob.deploy import deploy_stack
 
     return deploy_stack(**deploy_kwargs(ROOT)).outputs
+
+
+@pytest.fixture
+def model_ready(aws, deployed_stack: dict[str, str], vllm_endpoint: str) -> str:
+    """The vLLM endpoint, once the stack's warm pool has probed it.
+
+    The scheduled probe may have run before this session started vLLM and marked the provider
+    not ready; probe now, as an operator would after bringing an endpoint up.
+    """
+    probed = aws("lambda").invoke(FunctionName=deployed_stack["ModelWarmPoolFunctionArn"], Payload=b"{}")
+    assert "FunctionError" not in probed, probed["Payload"].read()
+    return vllm_endpoint

@@ -81,7 +81,7 @@ def tool_messages(output: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_the_agent_searches_then_summarizes_in_both_modes(
-    aws, deployed_stack, vllm_endpoint, search, tenant, versions
+    aws, deployed_stack, model_ready, search, tenant, versions
 ) -> None:
     summaries = {}
     for mode in MODES:
@@ -125,7 +125,7 @@ def test_the_agent_searches_then_summarizes_in_both_modes(
 
 
 def test_a_denied_search_comes_back_to_the_model_and_the_run_still_answers(
-    aws, deployed_stack, vllm_endpoint, search, tenant, versions
+    aws, deployed_stack, model_ready, search, tenant, versions
 ) -> None:
     for mode in MODES:
         asked_before = len(search.queries)

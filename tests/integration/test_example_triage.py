@@ -40,7 +40,9 @@ REFUND = {
     "category": "refund",
 }
 TOTAL = 129.0  # lookup_order's total of o-1001: above the "pro" plan's 100 refund threshold
-TIMEOUT_S = 2
+# Long enough for a cold approval function to store the request before the task times out (if the
+# run's lease is released first, the request is refused and there is nothing left to expire).
+TIMEOUT_S = 10
 
 
 def quick_spec() -> Any:
@@ -264,9 +266,7 @@ def test_no_decision_in_time_is_a_rejection(aws, deployed_stack, tenant, publish
     assert not ok and body["errorType"] == "ApprovalExpired", body
 
 
-def test_without_a_category_the_model_classifies(
-    aws, deployed_stack, tenant, published, vllm_endpoint
-) -> None:
+def test_without_a_category_the_model_classifies(aws, deployed_stack, tenant, published, model_ready) -> None:
     """The tiny model's weights are random: its answer is noise, so it is no refund and the run ends."""
     run_id = start(aws, deployed_stack, tenant, published["fused"], {"message": "Where is my order?"})
     detail = wait_for_run(aws, deployed_stack, tenant, run_id)
