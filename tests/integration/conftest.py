@@ -84,7 +84,7 @@ def deployed_stack(localstack: str, migrated_database: str) -> dict[str, str]:
     return deploy_stack(**deploy_kwargs(ROOT)).outputs
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def model_ready(aws, deployed_stack: dict[str, str], vllm_endpoint: str) -> str:
     """The vLLM endpoint, once the stack's warm pool has probed it.
 

@@ -61,7 +61,7 @@ def tenant(deployed_stack: dict[str, str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def published(aws, deployed_stack, tenant) -> dict[str, PublishedWorkflow]:
+def published(aws, deployed_stack, tenant, model_ready) -> dict[str, PublishedWorkflow]:
     found = {mode: publish_spec(aws, deployed_stack, tenant, SPEC, mode) for mode in MODES}
     for mode in MODES:
         found[f"quick-{mode}"] = publish_spec(aws, deployed_stack, tenant, quick_spec(), mode)
@@ -210,6 +210,10 @@ def test_the_records_chain_and_a_changed_record_is_named(approved, tenant, mode:
         ("approve_refund", "waiting", None),
         ("approve_refund", "succeeded", None),
     ]
+    # The model classifies every message; the form's category routes.
+    records = [r["record"]["node"] for r in detail["records"]]
+    assert [node["name"] for node in records if node["kind"] == "model"] == ["classify"]
+    assert approved[mode]["summary"]["output_tokens"] > 0
     lookup = tool_records(detail, "lookup_order")[0]
     with get_pool().connection() as conn, conn.transaction():
         # The table is append-only (a trigger refuses UPDATE); its owner can switch that off.

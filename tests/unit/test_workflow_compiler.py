@@ -17,7 +17,7 @@ from moto import mock_aws
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "support_triage" / "workflow.yaml"
 # A refund asked for on the support form: its category routes it, no model call.
-REFUND_PATH = ["intake", "route_category", "lookup_order", "approve_refund", "refund"]
+REFUND_PATH = ["classify", "intake", "route_category", "lookup_order", "approve_refund", "refund"]
 
 FULL = {
     "name": "full",
@@ -159,15 +159,15 @@ def test_fused_has_fewer_states_transitions_and_lambda_calls() -> None:
         per_refund(explicit.stats, "transitions_per_pass"),
         per_refund(fused.stats, "transitions_per_pass"),
     ) == (
-        17,
-        7,
+        23,
+        8,
     )
     assert (
         per_refund(explicit.stats, "lambda_invocations"),
         per_refund(fused.stats, "lambda_invocations"),
     ) == (
-        13,
-        5,
+        18,
+        6,
     )
 
 
@@ -175,8 +175,9 @@ def test_explicit_mode_holds_the_lease_and_governs_each_call() -> None:
     compiled = compile_spec(load_spec(EXAMPLE), "explicit")
     states = compiled.asl["States"]
     assert compiled.asl["StartAt"] == "AcquireLease"
-    assert states["AcquireLease"]["Next"] == "Intake"
-    assert states["Intake"]["Default"] == "ClassifyCheckPolicy"
+    assert states["AcquireLease"]["Next"] == "ClassifyCheckPolicy"
+    assert states["ClassifyRecord"]["Next"] == "Intake"
+    assert states["Intake"]["Default"] == "Route"
     assert states["RouteCategory"]["Choices"][0]["Next"] == "LookupOrderCheckPolicy"
     assert [
         states[f"LookupOrder{s}"]["Next"]
@@ -232,7 +233,8 @@ def test_explicit_mode_records_each_governed_call_and_each_denial() -> None:
 
 def test_fused_mode_holds_the_lease_and_tells_each_gateway_where_to_record() -> None:
     states = compile_spec(load_spec(EXAMPLE), "fused").asl["States"]
-    assert states["AcquireLease"]["Next"] == "Intake"
+    assert states["AcquireLease"]["Next"] == "Classify"
+    assert states["Classify"]["Next"] == "Intake"
     assert states["Refund"]["Next"] == "ReleaseLease"
     assert states["RecordFailure"]["Next"] == "ReleaseLeaseAfterFailure"
     for name, node in [("Classify", "classify"), ("LookupOrder", "lookup_order"), ("Refund", "refund")]:
@@ -294,7 +296,7 @@ def test_fused_mode_is_one_gateway_task_per_call_with_retry_and_catch() -> None:
     assert states["Intake"] == {
         "Type": "Choice",
         "Choices": [{"Variable": "$.input.category", "IsPresent": True, "Next": "RouteCategory"}],
-        "Default": "Classify",
+        "Default": "Route",
     }
     assert states["RouteCategory"]["Choices"] == [
         {"Variable": "$.input.category", "StringEquals": "refund", "Next": "LookupOrder"}

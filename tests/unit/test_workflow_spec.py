@@ -37,7 +37,7 @@ def test_committed_schema_is_the_generated_one() -> None:
 
 def test_example_spec_loads_from_yaml() -> None:
     loaded = load_spec(ROOT / "examples" / "support_triage" / "workflow.yaml")
-    assert loaded.start == "intake"
+    assert loaded.start == "classify"
     assert set(loaded.nodes) == {
         "intake",
         "route_category",
