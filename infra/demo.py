@@ -80,8 +80,21 @@ def wait_until_ended(run_id: str) -> str:
     return str(status)
 
 
+def probe_models() -> None:
+    """Have the warm pool probe the model endpoints now (its schedule may have run before vLLM was up)."""
+    from aob.cli import _client
+
+    arn = stack_outputs(STAGE)["ModelWarmPoolFunctionArn"]
+    response = _client("lambda").invoke(FunctionName=arn, Payload=b"{}")
+    body = response["Payload"].read().decode()
+    if response.get("FunctionError"):
+        raise AobError(f"the model warm-pool probe failed: {body}")
+    print(f"model endpoints probed: {body}")
+
+
 def main() -> int:
     ensure_tenant()
+    probe_models()
     aob("deploy", SPEC, "--tenant", TENANT, "--mode", "fused")
     started = aob(
         "run", SPEC, "--tenant", TENANT, "--mode", "fused", "--input", json.dumps(REQUEST), "--wait"
