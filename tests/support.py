@@ -50,3 +50,25 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+INSERT_WORKFLOW = """
+INSERT INTO workflows (tenant_id, name, version, spec, spec_sha256)
+VALUES (%s, %s, 1, '{}', 'sha') RETURNING workflow_id
+"""
+INSERT_RUN = "INSERT INTO runs (tenant_id, workflow_id, status) VALUES (%s, %s, 'running') RETURNING run_id"
+INSERT_STEP = """
+INSERT INTO steps (tenant_id, run_id, state_name, kind) VALUES (%s, %s, %s, %s) RETURNING step_id
+"""
+
+
+def insert_run(conn: Any, tenant_id: str, workflow: str = "test") -> uuid.UUID:
+    """A running run of a placeholder workflow version, as the runs service would have stored it."""
+    (workflow_id,) = conn.execute(INSERT_WORKFLOW, (tenant_id, workflow)).fetchone()
+    (run_id,) = conn.execute(INSERT_RUN, (tenant_id, workflow_id)).fetchone()
+    return run_id
+
+
+def insert_step(conn: Any, tenant_id: str, run_id: uuid.UUID, state_name: str, kind: str) -> uuid.UUID:
+    (step_id,) = conn.execute(INSERT_STEP, (tenant_id, run_id, state_name, kind)).fetchone()
+    return step_id

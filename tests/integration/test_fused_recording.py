@@ -22,6 +22,7 @@ from aob.tools import IdempotentCalls, ToolCall, ToolGateway, ToolRegistry, get_
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg_pool import ConnectionPool
 
+from tests.support import insert_run
 from tests.unit.test_llm_gateway import ROUTES, FakeMeter, FakePolicy, FakeProvider, FakeRecorder, FakeState
 
 pytestmark = pytest.mark.integration
@@ -29,11 +30,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 KEY = Ed25519PrivateKey.generate()
 BUNDLE = sign_bundle(policy_files(ROOT / "policies"), KEY, "test")
-INSERT_WORKFLOW = """
-INSERT INTO workflows (tenant_id, name, version, spec, spec_sha256)
-VALUES (%s, 'triage', 1, '{}', 'sha') RETURNING workflow_id
-"""
-INSERT_RUN = "INSERT INTO runs (tenant_id, workflow_id, status) VALUES (%s, %s, 'running') RETURNING run_id"
 STEP = """
 SELECT state_name, kind, attempt, status, finished_at IS NOT NULL
 FROM steps WHERE tenant_id = %s AND step_id = %s
@@ -44,10 +40,7 @@ def start_run(pool: ConnectionPool) -> tuple[str, uuid.UUID]:
     tenant_id = f"fused-{uuid.uuid4().hex[:8]}"
     create_tenant(tenant_id, plan="pro")
     with pool.connection() as conn:
-        workflow = conn.execute(INSERT_WORKFLOW, (tenant_id,)).fetchone()
-        run = conn.execute(INSERT_RUN, (tenant_id, workflow and workflow[0])).fetchone()
-    assert run is not None
-    return tenant_id, run[0]
+        return tenant_id, insert_run(conn, tenant_id, "triage")
 
 
 def record(node: str, fencing_token: int = 3) -> dict[str, Any]:

@@ -35,20 +35,12 @@ from aob.tenants import create_tenant, get_tenant
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg_pool import ConnectionPool
 
+from tests.support import insert_run, insert_step
 from tests.vllm_server import MODEL
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-INSERT_WORKFLOW = """
-INSERT INTO workflows (tenant_id, name, version, spec, spec_sha256)
-VALUES (%s, 'assistant', 1, '{}', 'sha') RETURNING workflow_id
-"""
-INSERT_RUN = "INSERT INTO runs (tenant_id, workflow_id, status) VALUES (%s, %s, 'running') RETURNING run_id"
-INSERT_STEP = """
-INSERT INTO steps (tenant_id, run_id, state_name, kind) VALUES (%s, %s, 'CallModel', 'model')
-RETURNING step_id
-"""
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -85,9 +77,8 @@ def tenant(db_pool: ConnectionPool) -> str:
 def step(tenant: str) -> dict[str, str]:
     """A run and a step of it, as a workflow's model step would carry them."""
     with get_pool().connection() as conn:
-        (workflow_id,) = conn.execute(INSERT_WORKFLOW, (tenant,)).fetchone()  # type: ignore[misc]
-        (run_id,) = conn.execute(INSERT_RUN, (tenant, workflow_id)).fetchone()  # type: ignore[misc]
-        (step_id,) = conn.execute(INSERT_STEP, (tenant, run_id)).fetchone()  # type: ignore[misc]
+        run_id = insert_run(conn, tenant, "assistant")
+        step_id = insert_step(conn, tenant, run_id, "CallModel", "model")
     return {"run_id": str(run_id), "step_id": str(step_id)}
 
 

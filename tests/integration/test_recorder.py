@@ -16,17 +16,10 @@ from psycopg import errors, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from tests.support import insert_run, insert_step
+
 pytestmark = pytest.mark.integration
 
-INSERT_WORKFLOW = """
-INSERT INTO workflows (tenant_id, name, version, spec, spec_sha256)
-VALUES (%s, 'assistant', 1, '{}', 'sha') RETURNING workflow_id
-"""
-INSERT_RUN = "INSERT INTO runs (tenant_id, workflow_id, status) VALUES (%s, %s, 'running') RETURNING run_id"
-INSERT_STEP = """
-INSERT INTO steps (tenant_id, run_id, state_name, kind) VALUES (%s, %s, 'CallModel', 'model')
-RETURNING step_id
-"""
 COUNTS = """
 SELECT (SELECT count(*) FROM decision_records WHERE tenant_id = %(tenant)s),
        (SELECT count(*) FROM events WHERE tenant_id = %(tenant)s),
@@ -55,12 +48,8 @@ def new_run(pool: ConnectionPool) -> Run:
     tenant_id = f"rec-{uuid.uuid4().hex[:10]}"
     create_tenant(tenant_id)
     with pool.connection() as conn:
-        workflow = conn.execute(INSERT_WORKFLOW, (tenant_id,)).fetchone()
-        run = conn.execute(INSERT_RUN, (tenant_id, workflow and workflow[0])).fetchone()
-        assert run is not None
-        step = conn.execute(INSERT_STEP, (tenant_id, run[0])).fetchone()
-        assert step is not None
-    return Run(tenant_id, run[0], step[0])
+        run_id = insert_run(conn, tenant_id, "assistant")
+        return Run(tenant_id, run_id, insert_step(conn, tenant_id, run_id, "CallModel", "model"))
 
 
 @pytest.fixture

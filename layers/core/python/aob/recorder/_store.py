@@ -176,15 +176,7 @@ class Recorder:
         record_id, recorded_at = row
         self._announce(conn, tenant_id, record, record_id, seq, digest)
         logger.info("step recorded", extra=_log_ids(tenant_id, record) | {"seq": seq})
-        return StoredRecord(
-            tenant_id=tenant_id,
-            record_id=record_id,
-            seq=seq,
-            prev_hash=prev_hash,
-            hash=digest,
-            recorded_at=recorded_at,
-            record=DecisionRecord.model_validate(content),
-        )
+        return _stored(tenant_id, record_id, seq, prev_hash, digest, recorded_at, content)
 
     def record_step(self, request: RecordStepRequest) -> StoredRecord:
         """Record one governed step (explicit mode's Record state, or a fused gateway) under its lease."""
@@ -214,15 +206,7 @@ class Recorder:
             return None
         record_id, seq, prev_hash, digest, recorded_at, content = row
         logger.info("step already recorded", extra=_log_ids(tenant_id, record) | {"seq": seq})
-        return StoredRecord(
-            tenant_id=tenant_id,
-            record_id=record_id,
-            seq=seq,
-            prev_hash=prev_hash,
-            hash=digest,
-            recorded_at=recorded_at,
-            record=DecisionRecord.model_validate(content),
-        )
+        return _stored(tenant_id, record_id, seq, prev_hash, digest, recorded_at, content)
 
     @staticmethod
     def _upsert_step(conn: psycopg.Connection[Any], tenant_id: str, record: DecisionRecord) -> None:
@@ -275,15 +259,7 @@ class Recorder:
     def list_records(self, tenant_id: str, run_id: uuid.UUID) -> list[StoredRecord]:
         """The run's records in chain order; UnknownRun if the tenant has no such run."""
         return [
-            StoredRecord(
-                tenant_id=tenant_id,
-                record_id=record_id,
-                seq=seq,
-                prev_hash=prev_hash,
-                hash=digest,
-                recorded_at=recorded_at,
-                record=DecisionRecord.model_validate(content),
-            )
+            _stored(tenant_id, record_id, seq, prev_hash, digest, recorded_at, content)
             for record_id, seq, _, _, _, content, prev_hash, digest, recorded_at in self._rows(
                 tenant_id, run_id
             )
@@ -311,6 +287,26 @@ class Recorder:
                 return ChainReport(ok=False, records=len(rows), first_bad_seq=seq, reason=reason)
             prev_hash = digest
         return ChainReport(ok=True, records=len(rows))
+
+
+def _stored(
+    tenant_id: str,
+    record_id: uuid.UUID,
+    seq: int,
+    prev_hash: str | None,
+    digest: str,
+    recorded_at: datetime,
+    content: dict[str, Any],
+) -> StoredRecord:
+    return StoredRecord(
+        tenant_id=tenant_id,
+        record_id=record_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        hash=digest,
+        recorded_at=recorded_at,
+        record=DecisionRecord.model_validate(content),
+    )
 
 
 def _break(
